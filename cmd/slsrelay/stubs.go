@@ -8,5 +8,4 @@ import (
 
 // Placeholders replaced as the subcommands land.
 func runRun(context.Context, []string, io.Writer, io.Writer) error      { return errors.New("not yet") }
-func runValidate(context.Context, []string, io.Writer, io.Writer) error { return errors.New("not yet") }
 func runDemo(context.Context, []string, io.Writer, io.Writer) error     { return errors.New("not yet") }

@@ -1,0 +1,644 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the YAML configuration file. Components never see it: build.go
+// turns it into each package's Options. testdata/relay.example.yaml documents
+// every field; docs/CONFIG.md is the reference.
+type Config struct {
+	DataDir         string       `yaml:"data_dir"`
+	Log             LogConfig    `yaml:"log"`
+	SLS             SLSConfig    `yaml:"sls"`
+	Sources         []Source     `yaml:"sources"`
+	Spool           SpoolConfig  `yaml:"spool"`
+	Sinks           []SinkConfig `yaml:"sinks"`
+	ShutdownTimeout Duration     `yaml:"shutdown_timeout"`
+	// DrainOnly delivers what is in the spool and pulls nothing from SLS: the
+	// way to empty the data directory of a relay that was replaced.
+	DrainOnly bool `yaml:"drain_only"`
+}
+
+// LogConfig selects the relay's own log output.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // auto (text on a terminal, else JSON), text, json
+}
+
+// SLSConfig holds what every source shares unless it overrides it.
+type SLSConfig struct {
+	Endpoint            string `yaml:"endpoint"`
+	AccessKeyID         string `yaml:"access_key_id"`
+	AccessKeySecret     Secret `yaml:"access_key_secret"`
+	AccessKeySecretFile string `yaml:"access_key_secret_file"`
+	SecurityToken       Secret `yaml:"security_token"`
+	SecurityTokenFile   string `yaml:"security_token_file"`
+	// AuthVersion is v1 (the SDK's default) or v4 (needs Region).
+	AuthVersion string `yaml:"auth_version"`
+	Region      string `yaml:"region"`
+	// ConnectTo, host:port, makes every connection to SLS go to this address
+	// whatever the host name says (private endpoints, proxies, an emulator):
+	// the Host header and TLS server name stay those of the endpoint.
+	ConnectTo string `yaml:"connect_to"`
+	// Timeout bounds one HTTP request to SLS.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Source is one logstore consumed through one consumer group.
+type Source struct {
+	Project       string `yaml:"project"`
+	Logstore      string `yaml:"logstore"`
+	ConsumerGroup string `yaml:"consumer_group"`
+	ConsumerName  string `yaml:"consumer_name"`
+	// Start: begin, end, or an RFC 3339 time; only used for shards the
+	// consumer group has no checkpoint for yet.
+	Start string `yaml:"start"`
+	// Query is an optional server-side SLS filter (SPL), e.g. "* | where a = 'x'".
+	Query string `yaml:"query"`
+	// Endpoint overrides sls.endpoint for this source.
+	Endpoint          string   `yaml:"endpoint"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	HeartbeatTimeout  Duration `yaml:"heartbeat_timeout"`
+	FetchInterval     Duration `yaml:"fetch_interval"`
+	MaxFetchGroups    int      `yaml:"max_fetch_log_groups"`
+	// Compression of pulls on the WAN: lz4 (default) or zstd.
+	Compression string `yaml:"compression"`
+	// CheckpointInterval is how often the SLS consumer-group checkpoint is
+	// committed (the local checkpoint is committed on every pull).
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+// SpoolConfig bounds each sink's on-disk spool.
+type SpoolConfig struct {
+	MaxBytes     ByteSize `yaml:"max_bytes"`
+	MinFreeBytes ByteSize `yaml:"min_free_bytes"`
+	SegmentBytes ByteSize `yaml:"segment_bytes"`
+	Compression  string   `yaml:"compression"`
+}
+
+// SinkConfig is one SIEM destination with its own spool.
+type SinkConfig struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // hec
+	// RateLimit caps delivery in events per second (0: unlimited), so that a
+	// SIEM back from maintenance is not flooded by the backlog.
+	RateLimit float64    `yaml:"rate_limit"`
+	HEC       *HECConfig `yaml:"hec"`
+}
+
+// HECConfig configures a Splunk HTTP Event Collector sink.
+type HECConfig struct {
+	URL             string    `yaml:"url"`
+	Token           Secret    `yaml:"token"`
+	TokenFile       string    `yaml:"token_file"`
+	Index           string    `yaml:"index"`
+	Sourcetype      string    `yaml:"sourcetype"`
+	Source          string    `yaml:"source"`
+	Host            string    `yaml:"host"`
+	Gzip            *bool     `yaml:"gzip"`
+	MaxRequestBytes ByteSize  `yaml:"max_request_bytes"`
+	Timeout         Duration  `yaml:"timeout"`
+	Concurrency     int       `yaml:"concurrency"`
+	TLS             TLSConfig `yaml:"tls"`
+	Ack             AckConfig `yaml:"ack"`
+}
+
+// TLSConfig is the client side of a TLS connection.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// AckConfig enables Splunk indexer acknowledgement.
+type AckConfig struct {
+	Enabled      bool     `yaml:"enabled"`
+	Channel      string   `yaml:"channel"`
+	PollInterval Duration `yaml:"poll_interval"`
+	Timeout      Duration `yaml:"timeout"`
+}
+
+// Defaults for fields left empty.
+const (
+	DefaultConsumerGroup      = "slsrelay"
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultCheckpointInterval = 5 * time.Second
+)
+
+// ParseConfig reads a YAML config from r, expands ${ENV} references (with
+// lookup, usually os.LookupEnv), applies defaults and validates. It has no
+// side effects. A validation failure is a *ConfigError listing every problem.
+func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, &ConfigError{Problems: []string{yamlProblem(err)}}
+	}
+	var c Config
+	if len(doc.Content) > 0 {
+		// ${NAME} is expanded in scalar values only: not in comments, and a
+		// value from the environment can never change the file's structure.
+		if missing := expandEnv(&doc, lookup); len(missing) > 0 {
+			ce := &ConfigError{}
+			for _, m := range missing {
+				ce.add("", "line %d: environment variable %s is referenced but not set", m.line, m.name)
+			}
+			return nil, ce
+		}
+		if unknown := unknownFields(doc.Content[0], reflect.TypeOf(c), ""); len(unknown) > 0 {
+			return nil, &ConfigError{Problems: unknown}
+		}
+		if err := doc.Decode(&c); err != nil {
+			return nil, &ConfigError{Problems: []string{yamlProblem(err)}}
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// LoadConfig parses the file at path; see ParseConfig.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	return ParseConfig(f, os.LookupEnv)
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+type missingEnv struct {
+	name string
+	line int
+}
+
+// expandEnv replaces ${NAME} with the variable's value in every scalar of the
+// tree; a bare $NAME or $$ is left alone, so secrets containing '$' survive.
+func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) []missingEnv {
+	var missing []missingEnv
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			name := m[2 : len(m)-1]
+			v, ok := lookup(name)
+			if !ok {
+				missing = append(missing, missingEnv{name, n.Line})
+				return m
+			}
+			return v
+		})
+	}
+	for _, c := range n.Content {
+		missing = append(missing, expandEnv(c, lookup)...)
+	}
+	return missing
+}
+
+// unknownFields lists the mapping keys in n that t (a struct, or a slice or
+// pointer of one) has no yaml field for, as "path: unknown field (line N)".
+// yaml.v3 checks known fields only in its Decoder, which loses the tree.
+func unknownFields(n *yaml.Node, t reflect.Type, path string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	switch {
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, c := range n.Content {
+			out = append(out, unknownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+				fields[tag] = t.Field(i).Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				out = append(out, fmt.Sprintf("%s: unknown field (line %d)", p, k.Line))
+				continue
+			}
+			out = append(out, unknownFields(n.Content[i+1], ft, p)...)
+		}
+	}
+	return out
+}
+
+// yamlProblem turns a yaml.v3 error into one line without the library's
+// prefixes; yaml errors carry line numbers but never echo whole values.
+func yamlProblem(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return "yaml: " + strings.Join(te.Errors, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+func (c *Config) applyDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if c.SLS.AuthVersion == "" {
+		c.SLS.AuthVersion = "v1"
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.ConsumerGroup == "" {
+			s.ConsumerGroup = DefaultConsumerGroup
+		}
+		if s.Start == "" {
+			s.Start = "begin"
+		}
+		if s.Compression == "" {
+			s.Compression = "lz4"
+		}
+		if s.CheckpointInterval == 0 {
+			s.CheckpointInterval = Duration(DefaultCheckpointInterval)
+		}
+	}
+	for i := range c.Sinks {
+		if c.Sinks[i].Name == "" {
+			c.Sinks[i].Name = c.Sinks[i].Type
+			if len(c.Sinks) > 1 {
+				c.Sinks[i].Name = fmt.Sprintf("%s-%d", c.Sinks[i].Type, i)
+			}
+		}
+	}
+}
+
+// ConfigError lists every problem found, one "path: message" per line.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
+
+func (e *ConfigError) add(path, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if path != "" {
+		msg = path + ": " + msg
+	}
+	e.Problems = append(e.Problems, msg)
+}
+
+// Validate reports every problem as a *ConfigError, or nil. Values of
+// secrets are never quoted.
+func (c *Config) Validate() error {
+	e := &ConfigError{}
+	if c.DataDir == "" {
+		e.add("data_dir", "is required (the spool and checkpoints live there)")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		e.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "text", "json":
+	default:
+		e.add("log.format", "%q is not one of auto, text, json", c.Log.Format)
+	}
+	if c.ShutdownTimeout < 0 {
+		e.add("shutdown_timeout", "must not be negative")
+	}
+	c.validateSLS(e)
+	c.validateSpool(e)
+	if len(c.Sinks) == 0 {
+		e.add("sinks", "at least one sink is required")
+	}
+	names := map[string]int{}
+	for i := range c.Sinks {
+		path := fmt.Sprintf("sinks[%d]", i)
+		if j, dup := names[c.Sinks[i].Name]; dup {
+			e.add(path+".name", "%q is already used by sinks[%d]", c.Sinks[i].Name, j)
+		}
+		names[c.Sinks[i].Name] = i
+		c.Sinks[i].validate(path, e)
+	}
+	if len(e.Problems) > 0 {
+		return e
+	}
+	return nil
+}
+
+func (c *Config) validateSLS(e *ConfigError) {
+	if c.DrainOnly {
+		return
+	}
+	s := &c.SLS
+	if len(c.Sources) == 0 {
+		e.add("sources", "at least one source is required (or drain_only: true)")
+	}
+	if s.AccessKeyID == "" {
+		e.add("sls.access_key_id", "is required")
+	}
+	switch {
+	case s.AccessKeySecret == "" && s.AccessKeySecretFile == "":
+		e.add("sls.access_key_secret", "is required (or sls.access_key_secret_file)")
+	case s.AccessKeySecret != "" && s.AccessKeySecretFile != "":
+		e.add("sls.access_key_secret", "set either access_key_secret or access_key_secret_file, not both")
+	case s.AccessKeySecretFile != "":
+		checkReadable(e, "sls.access_key_secret_file", s.AccessKeySecretFile)
+	}
+	if s.SecurityToken != "" && s.SecurityTokenFile != "" {
+		e.add("sls.security_token", "set either security_token or security_token_file, not both")
+	}
+	if s.SecurityTokenFile != "" {
+		checkReadable(e, "sls.security_token_file", s.SecurityTokenFile)
+	}
+	switch s.AuthVersion {
+	case "v1":
+	case "v4":
+		if s.Region == "" {
+			e.add("sls.region", "is required with auth_version v4")
+		}
+	default:
+		e.add("sls.auth_version", "%q is not one of v1, v4", s.AuthVersion)
+	}
+	if s.ConnectTo != "" {
+		checkHostPort(e, "sls.connect_to", s.ConnectTo)
+	}
+	if s.Timeout < 0 {
+		e.add("sls.timeout", "must not be negative")
+	}
+	seen := map[string]int{}
+	for i := range c.Sources {
+		src := &c.Sources[i]
+		path := fmt.Sprintf("sources[%d]", i)
+		if src.Project == "" {
+			e.add(path+".project", "is required")
+		}
+		if src.Logstore == "" {
+			e.add(path+".logstore", "is required")
+		}
+		key := src.Project + "/" + src.Logstore + "/" + src.ConsumerGroup
+		if j, dup := seen[key]; dup {
+			e.add(path, "project %q, logstore %q and consumer group %q repeat sources[%d]", src.Project, src.Logstore, src.ConsumerGroup, j)
+		}
+		seen[key] = i
+		if src.Endpoint == "" && s.Endpoint == "" {
+			e.add(path+".endpoint", "is required (or sls.endpoint)")
+		}
+		if _, _, err := parseStart(src.Start); err != nil {
+			e.add(path+".start", "%v", err)
+		}
+		switch src.Compression {
+		case "lz4", "zstd":
+		default:
+			e.add(path+".compression", "%q is not one of lz4, zstd", src.Compression)
+		}
+		if src.MaxFetchGroups < 0 || src.MaxFetchGroups > 1000 {
+			e.add(path+".max_fetch_log_groups", "%d is outside 1..1000 (0 means the SDK default, 1000)", src.MaxFetchGroups)
+		}
+		for _, d := range []struct {
+			name string
+			v    Duration
+		}{{"heartbeat_interval", src.HeartbeatInterval}, {"heartbeat_timeout", src.HeartbeatTimeout}, {"fetch_interval", src.FetchInterval}, {"checkpoint_interval", src.CheckpointInterval}} {
+			if d.v < 0 {
+				e.add(path+"."+d.name, "must not be negative")
+			}
+		}
+		if src.HeartbeatInterval > 0 && src.HeartbeatInterval < Duration(time.Second) {
+			e.add(path+".heartbeat_interval", "%s is below the SLS minimum of 1s", time.Duration(src.HeartbeatInterval))
+		}
+		if src.HeartbeatTimeout != 0 && src.HeartbeatTimeout < src.HeartbeatInterval {
+			e.add(path+".heartbeat_timeout", "must not be shorter than heartbeat_interval")
+		}
+	}
+}
+
+func (c *Config) validateSpool(e *ConfigError) {
+	s := &c.Spool
+	if s.MaxBytes < 0 {
+		e.add("spool.max_bytes", "must not be negative")
+	}
+	if s.MinFreeBytes < 0 {
+		e.add("spool.min_free_bytes", "must not be negative")
+	}
+	if s.SegmentBytes != 0 && s.SegmentBytes < 1<<20 {
+		e.add("spool.segment_bytes", "%s is below the minimum of 1MiB", s.SegmentBytes)
+	}
+	if s.MaxBytes != 0 && s.SegmentBytes > s.MaxBytes {
+		e.add("spool.segment_bytes", "must not exceed spool.max_bytes")
+	}
+	switch s.Compression {
+	case "", "lz4", "zstd":
+	default:
+		e.add("spool.compression", "%q is not one of lz4, zstd", s.Compression)
+	}
+}
+
+func (s *SinkConfig) validate(path string, e *ConfigError) {
+	if s.RateLimit < 0 {
+		e.add(path+".rate_limit", "must not be negative")
+	}
+	switch s.Type {
+	case "hec":
+		if s.HEC == nil {
+			e.add(path+".hec", "is required for type hec")
+			return
+		}
+		s.HEC.validate(path+".hec", e)
+	case "":
+		e.add(path+".type", "is required (hec)")
+	default:
+		e.add(path+".type", "%q is not a known sink type (hec)", s.Type)
+	}
+}
+
+func (h *HECConfig) validate(path string, e *ConfigError) {
+	checkURL(e, path+".url", h.URL)
+	switch {
+	case h.Token == "" && h.TokenFile == "":
+		e.add(path+".token", "is required (or token_file)")
+	case h.Token != "" && h.TokenFile != "":
+		e.add(path+".token", "set either token or token_file, not both")
+	case h.TokenFile != "":
+		checkReadable(e, path+".token_file", h.TokenFile)
+	}
+	if h.MaxRequestBytes < 0 {
+		e.add(path+".max_request_bytes", "must not be negative")
+	} else if h.MaxRequestBytes != 0 && h.MaxRequestBytes < 4096 {
+		e.add(path+".max_request_bytes", "%s is below the minimum of 4KiB", h.MaxRequestBytes)
+	}
+	if h.Timeout < 0 {
+		e.add(path+".timeout", "must not be negative")
+	}
+	if h.Concurrency < 0 || h.Concurrency > 64 {
+		e.add(path+".concurrency", "%d is outside 0..64", h.Concurrency)
+	}
+	h.TLS.validate(path+".tls", e)
+	if h.Ack.Channel != "" && !guidPattern.MatchString(h.Ack.Channel) {
+		e.add(path+".ack.channel", "%q is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", h.Ack.Channel)
+	}
+	if h.Ack.PollInterval < 0 {
+		e.add(path+".ack.poll_interval", "must not be negative")
+	}
+	if h.Ack.Timeout < 0 {
+		e.add(path+".ack.timeout", "must not be negative")
+	}
+}
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func (t *TLSConfig) validate(path string, e *ConfigError) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		e.add(path, "cert_file and key_file go together")
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path != "" {
+			checkReadable(e, path+"."+f.name, f.path)
+		}
+	}
+}
+
+func checkReadable(e *ConfigError, path, file string) {
+	f, err := os.Open(file)
+	if err != nil {
+		e.add(path, "cannot read %q: %v", file, errors.Unwrap(err))
+		return
+	}
+	f.Close()
+}
+
+// parseStart reads sources[].start: begin, end or an RFC 3339 time.
+func parseStart(s string) (position string, at time.Time, err error) {
+	switch s {
+	case "begin", "end":
+		return s, time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("%q is not begin, end or an RFC 3339 time (2026-01-02T15:04:05Z)", s)
+	}
+	return "time", t, nil
+}
+
+// Duration is a time.Duration written as "30s", "5m", "1h30m".
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 500ms, 30s, 5m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size written as 1048576, "512KiB", "64MiB", "8GiB" or "1GB".
+type ByteSize int64
+
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if int64(b) >= u.n && int64(b)%u.n == 0 {
+			return fmt.Sprintf("%d%s", int64(b)/u.n, u.suffix)
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
+}
+
+// UnmarshalYAML accepts a plain number of bytes or a number with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+var byteSizePattern = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
+
+func parseByteSize(s string) (int64, error) {
+	m := byteSizePattern.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB)", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size: %v", s, err)
+	}
+	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// Secret is a string that never prints: in text, logs, JSON and errors it
+// reads as a fixed mask.
+type Secret string
+
+const secretMask = "[redacted]"
+
+func (s Secret) String() string               { return secretMask }
+func (s Secret) GoString() string             { return secretMask }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + secretMask + `"`), nil }
+func (s Secret) MarshalYAML() (any, error)    { return secretMask, nil }
+
+// Reveal returns the secret's value, for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+func checkURL(e *ConfigError, path, raw string) {
+	if raw == "" {
+		e.add(path, "is required")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.add(path, "%q is not an http:// or https:// URL", raw)
+		return
+	}
+	if u.User != nil {
+		e.add(path, "must not carry credentials (use token or token_file)")
+	}
+}
+
+func checkHostPort(e *ConfigError, path, hp string) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil || host == "" {
+		e.add(path, "%q is not host:port", hp)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		e.add(path, "%q has no valid port", hp)
+	}
+}

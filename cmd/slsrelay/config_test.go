@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+// TestParseConfig_Bad reads testdata/config/bad/<case>.yaml; the first line of
+// each is "# want: <one expected problem line>".
+func TestParseConfig_Bad(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/config/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad configs found: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(raw), "\n")
+			want, ok := strings.CutPrefix(first, "# want: ")
+			if !ok {
+				t.Fatalf("%s: first line must be '# want: ...'", f)
+			}
+			_, err = ParseConfig(strings.NewReader(string(raw)), noEnv)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got error %v (%T), want a *ConfigError", err, err)
+			}
+			found := false
+			for _, p := range ce.Problems {
+				found = found || p == want
+			}
+			if !found {
+				t.Errorf("problems:\n  %s\nwant the line:\n  %s", strings.Join(ce.Problems, "\n  "), want)
+			}
+			for _, secret := range []string{"topsecret-value", "hec-secret-token"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error echoes a secret: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseConfig_Example(t *testing.T) {
+	f, err := os.Open("../../testdata/relay.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := map[string]string{"SLS_ACCESS_KEY_ID": "LTAIexample", "SLS_ACCESS_KEY_SECRET": "s3cret", "HEC_TOKEN": "00000000-0000-0000-0000-000000000000"}
+	c, err := ParseConfig(f, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("the example config does not parse: %v", err)
+	}
+	if got, want := c.Spool.MaxBytes, ByteSize(8<<30); got != want {
+		t.Errorf("spool.max_bytes = %v, want %v", got, want)
+	}
+	if got, want := time.Duration(c.Sources[0].FetchInterval), 200*time.Millisecond; got != want {
+		t.Errorf("fetch_interval = %v, want %v", got, want)
+	}
+	if got := c.SLS.AccessKeySecret.Reveal(); got != "s3cret" {
+		t.Errorf("secret = %q after ${ENV} expansion", got)
+	}
+	// Every documented field is in the example: a field added to Config
+	// without documentation shows up as a zero here only by accident, so
+	// check the reverse too: the example sets the sink's HEC block.
+	if c.Sinks[0].HEC == nil || c.Sinks[0].HEC.URL == "" {
+		t.Errorf("example sink has no hec block")
+	}
+}
+
+func TestSecret_NeverPrints(t *testing.T) {
+	s := Secret("hunter2")
+	for name, got := range map[string]string{
+		"%v": fmt.Sprintf("%v", s), "%s": fmt.Sprintf("%s", s), "%#v": fmt.Sprintf("%#v", s),
+		"%+v struct": fmt.Sprintf("%+v", struct{ S Secret }{s}),
+	} {
+		if strings.Contains(got, "hunter2") {
+			t.Errorf("%s prints the secret: %s", name, got)
+		}
+	}
+	b, _ := json.Marshal(HECConfig{Token: s})
+	if strings.Contains(string(b), "hunter2") {
+		t.Errorf("JSON prints the secret: %s", b)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1048576", 1 << 20, true}, {"64MiB", 64 << 20, true}, {"8GiB", 8 << 30, true},
+		{"1GB", 1e9, true}, {"512 KiB", 512 << 10, true}, {"-1", 0, false}, {"1.5GiB", 0, false},
+		{"99999999999999999999GiB", 0, false}, {"lots", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseByteSize(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Errorf("parseByteSize(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestParseConfig_ValidateReportsEveryProblem(t *testing.T) {
+	_, err := ParseConfig(strings.NewReader("sinks:\n  - type: hec\n    hec: {}\n"), noEnv)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"data_dir: is required", "sources: at least one source", "sls.access_key_id: is required", "sinks[0].hec.url: is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing problem %q in:\n%v", want, err)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	files, _ := filepath.Glob("../../testdata/config/bad/*.yaml")
+	files = append(files, "../../testdata/relay.example.yaml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(string(b))
+		}
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := ParseConfig(bufio.NewReader(strings.NewReader(in)), noEnv)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+	})
+}

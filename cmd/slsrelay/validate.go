@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+)
+
+// runValidate prints "ok", or one line per problem naming the field path, and
+// fails in the second case.
+func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "path to the YAML config file (required)")
+	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: slsrelay validate --config relay.yaml")
+		return errUsage
+	}
+	_, err := LoadConfig(*path)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Fprintln(stdout, p)
+		}
+		return fmt.Errorf("%s: %d problem(s)", *path, len(ce.Problems))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
+}

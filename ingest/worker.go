@@ -1,0 +1,315 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+	consumer "github.com/aliyun/aliyun-log-go-sdk/consumer"
+
+	"slsrelay/checkpoint"
+	"slsrelay/spool"
+)
+
+// Worker consumes one source: one SDK consumer worker, restarted when a
+// shard's checkpoint has aged out of the logstore's retention.
+type Worker struct {
+	src    Source
+	opts   Options
+	log    *slog.Logger
+	client sls.ClientInterface
+	gaps   *gapDetector
+
+	mu     sync.Mutex
+	shards map[int]*pending // pulls Put into some spools but not yet committed
+
+	stats workerStats
+}
+
+// pending remembers which spools already hold the pull starting at cursor,
+// so that a retried Process (after a failed Sync, say) does not spool it twice.
+type pending struct {
+	cursor string
+	put    []bool
+}
+
+type workerStats struct {
+	pulls, logs, bytes, gaps atomic.Int64
+	lastCommit              atomic.Int64 // unix nanoseconds
+}
+
+// WorkerStats is a snapshot of a worker's counters.
+type WorkerStats struct {
+	Project, Logstore string
+	Pulls             int64 // non-empty pulls spooled and committed
+	Logs              int64
+	Bytes             int64 // serialized LogGroupList bytes
+	Gaps              int64 // checkpoints found aged out of retention
+	LastCommit        time.Time
+}
+
+func newWorker(src Source, opts Options) (*Worker, error) {
+	switch {
+	case src.Project == "" || src.Logstore == "":
+		return nil, errors.New("project and logstore are required")
+	case src.Endpoint == "":
+		return nil, errors.New("endpoint is required")
+	case src.Credentials == nil:
+		return nil, errors.New("credentials are required")
+	case src.ConsumerGroup == "" || src.ConsumerName == "":
+		return nil, errors.New("consumer group and consumer name are required")
+	}
+	switch src.Start.Position {
+	case "", "begin", "end", "time":
+	default:
+		return nil, fmt.Errorf("start position %q is not begin, end or time", src.Start.Position)
+	}
+	switch src.Compression {
+	case "", "lz4", "zstd":
+	default:
+		return nil, fmt.Errorf("compression %q is not lz4 or zstd", src.Compression)
+	}
+	if src.CheckpointInterval == 0 {
+		src.CheckpointInterval = 5 * time.Second
+	}
+	w := &Worker{
+		src:    src,
+		opts:   opts,
+		log:    opts.Logger.With(slog.String("project", src.Project), slog.String("logstore", src.Logstore)),
+		shards: map[int]*pending{},
+	}
+	w.gaps = newGapDetector(opts.GapCodes)
+	base := src.HTTPClient
+	if base == nil {
+		base = &http.Client{Timeout: 60 * time.Second}
+	}
+	hc := *base
+	hc.Transport = w.gaps.wrap(base.Transport)
+	w.src.HTTPClient = &hc
+
+	c := sls.CreateNormalInterfaceV2(src.Endpoint, src.Credentials)
+	c.SetHTTPClient(w.src.HTTPClient)
+	if src.AuthVersion != "" {
+		c.SetAuthVersion(src.AuthVersion)
+	}
+	if src.Region != "" {
+		c.SetRegion(src.Region)
+	}
+	w.client = c
+	return w, nil
+}
+
+// Stats returns the worker's counters; safe for concurrent use.
+func (w *Worker) Stats() WorkerStats {
+	s := WorkerStats{
+		Project: w.src.Project, Logstore: w.src.Logstore,
+		Pulls: w.stats.pulls.Load(), Logs: w.stats.logs.Load(), Bytes: w.stats.bytes.Load(),
+		Gaps: w.stats.gaps.Load(),
+	}
+	if n := w.stats.lastCommit.Load(); n != 0 {
+		s.LastCommit = time.Unix(0, n)
+	}
+	return s
+}
+
+// Run consumes until ctx ends (nil) or a fatal error. It restarts the SDK
+// consumer after handling an aged-out checkpoint.
+func (w *Worker) Run(ctx context.Context) error {
+	for {
+		procCtx, cancelProc := context.WithCancel(ctx)
+		cw := consumer.InitConsumerWorkerWithCheckpointTracker(w.loghubConfig(), w.processFunc(procCtx))
+		if err := w.reconcile(); err != nil {
+			w.log.Warn("could not align the SLS checkpoints with the local ones; duplicates possible, no loss", slog.Any("err", err))
+		}
+		cw.Start()
+		w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
+		var gap gapEvent
+		select {
+		case <-ctx.Done():
+		case gap = <-w.gaps.events:
+		}
+		cancelProc()
+		w.stopConsumer(cw)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := w.handleGap(gap); err != nil {
+			w.log.Error("handling an aged-out checkpoint failed; retrying", slog.Int("shard", gap.shard), slog.Any("err", err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
+// stopConsumer stops the SDK worker, which flushes the SLS checkpoints of
+// what Process confirmed. It waits at most ShutdownTimeout: the SDK retries
+// requests for up to 90 s during an outage, and abandoning it then is safe
+// because nothing unconfirmed was ever checkpointed.
+func (w *Worker) stopConsumer(cw *consumer.ConsumerWorker) {
+	done := make(chan struct{})
+	go func() { cw.StopAndWait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.opts.ShutdownTimeout):
+		w.log.Warn("consumer did not stop in time; abandoning it (checkpoints stay at what is durably spooled)",
+			slog.Duration("timeout", w.opts.ShutdownTimeout))
+	}
+}
+
+func (w *Worker) loghubConfig() consumer.LogHubConfig {
+	s := w.src
+	c := consumer.LogHubConfig{
+		Endpoint:               s.Endpoint,
+		CredentialsProvider:    s.Credentials,
+		Project:                s.Project,
+		Logstore:               s.Logstore,
+		Query:                  s.Query,
+		ConsumerGroupName:      s.ConsumerGroup,
+		ConsumerName:           s.ConsumerName,
+		MaxFetchLogGroupCount:  s.MaxFetchGroups,
+		HTTPClient:             s.HTTPClient,
+		AuthVersion:            s.AuthVersion,
+		Region:                 s.Region,
+		Logger:                 newSDKLogger(w.log),
+		AutoCommitIntervalInMS: s.CheckpointInterval.Milliseconds(),
+		DisableRuntimeMetrics:  true,
+	}
+	if s.HeartbeatInterval > 0 {
+		c.HeartbeatIntervalInSecond = int((s.HeartbeatInterval + time.Second - 1) / time.Second)
+	}
+	if s.HeartbeatTimeout > 0 {
+		c.HeartbeatTimeoutInSecond = int((s.HeartbeatTimeout + time.Second - 1) / time.Second)
+	}
+	if s.FetchInterval > 0 {
+		c.DataFetchIntervalInMs = s.FetchInterval.Milliseconds()
+	}
+	if s.Compression == "zstd" {
+		c.CompressType = sls.Compress_ZSTD
+	}
+	switch s.Start.Position {
+	case "end":
+		c.CursorPosition = consumer.END_CURSOR
+	case "time":
+		c.CursorPosition = consumer.SPECIAL_TIMER_CURSOR
+		c.CursorStartTime = s.Start.Time.Unix()
+	default:
+		c.CursorPosition = consumer.BEGIN_CURSOR
+	}
+	return c
+}
+
+// reconcile moves the consumer group's SLS checkpoints to the local ones
+// where they differ: the local cursor is what is durably spooled, and the SLS
+// one may lag it by up to CheckpointInterval (so pulling from it would spool
+// data twice), or may even point at data that a crash left unspooled (never:
+// invariant 1 keeps it behind). Forcing it is safe either way: behind means
+// duplicates at worst, and the local cursor is never ahead of the spool.
+func (w *Worker) reconcile() error {
+	local, err := w.opts.Checkpoints.Cursors(w.src.Project, w.src.Logstore)
+	if err != nil || len(local) == 0 {
+		return err
+	}
+	remote, err := w.client.GetCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup)
+	if err != nil {
+		return fmt.Errorf("get consumer group checkpoints: %w", err)
+	}
+	have := map[int]string{}
+	for _, cp := range remote {
+		have[cp.ShardID] = cp.CheckPoint
+	}
+	for shard, c := range local {
+		if c.Cursor == "" || have[shard] == c.Cursor {
+			continue
+		}
+		if err := w.client.UpdateCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup,
+			w.src.ConsumerName, shard, c.Cursor, true); err != nil {
+			return fmt.Errorf("update checkpoint of shard %d: %w", shard, err)
+		}
+		w.log.Info("restored checkpoint from the local store", slog.Int("shard", shard))
+	}
+	return nil
+}
+
+func (w *Worker) processFunc(ctx context.Context) func(int, *sls.LogGroupList, consumer.CheckPointTracker) (string, error) {
+	return func(shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) (string, error) {
+		if err := w.process(ctx, shard, lgl, t); err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("spooling a pull failed; the SDK retries it and no checkpoint moves",
+					slog.Int("shard", shard), slog.Any("err", err))
+			}
+			return "", err
+		}
+		return "", nil
+	}
+}
+
+// process is the heart of the relay: spool, make durable, then checkpoint.
+func (w *Worker) process(ctx context.Context, shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) error {
+	cur, next := t.GetCurrentCursor(), t.GetNextCursor()
+	if next == "" || next == cur {
+		return nil
+	}
+	rec, err := newRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl)
+	if err != nil {
+		return err
+	}
+	if rec.Count > 0 {
+		if err := w.spoolRecord(ctx, rec); err != nil {
+			return err
+		}
+	}
+	key := checkpoint.ShardKey{Project: w.src.Project, Logstore: w.src.Logstore, Shard: shard}
+	if err := w.opts.Checkpoints.Commit(key, checkpoint.Cursor{Cursor: next, MaxTime: rec.MaxTime, Updated: time.Now()}); err != nil {
+		return fmt.Errorf("commit local checkpoint: %w", err)
+	}
+	w.mu.Lock()
+	delete(w.shards, shard)
+	w.mu.Unlock()
+	if err := t.SaveCheckPoint(false); err != nil {
+		return fmt.Errorf("save SLS checkpoint: %w", err)
+	}
+	if rec.Count > 0 {
+		w.stats.pulls.Add(1)
+		w.stats.logs.Add(int64(rec.Count))
+		w.stats.bytes.Add(int64(len(rec.Payload)))
+	}
+	w.stats.lastCommit.Store(time.Now().UnixNano())
+	return nil
+}
+
+// spoolRecord puts rec into every spool that does not hold it yet, then waits
+// for all of them to be durable.
+func (w *Worker) spoolRecord(ctx context.Context, rec *spool.Record) error {
+	w.mu.Lock()
+	p := w.shards[rec.Shard]
+	if p == nil || p.cursor != rec.Cursor {
+		p = &pending{cursor: rec.Cursor, put: make([]bool, len(w.opts.Spools))}
+		w.shards[rec.Shard] = p
+	}
+	w.mu.Unlock()
+	for i, sp := range w.opts.Spools {
+		if p.put[i] {
+			continue
+		}
+		r := *rec
+		if err := sp.Put(ctx, &r); err != nil {
+			return fmt.Errorf("spool %d: put: %w", i, err)
+		}
+		p.put[i] = true
+	}
+	for i, sp := range w.opts.Spools {
+		if err := sp.Sync(ctx); err != nil {
+			return fmt.Errorf("spool %d: sync: %w", i, err)
+		}
+	}
+	return nil
+}
