@@ -1,0 +1,359 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+
+	"slsrelay/spool"
+)
+
+// ErrMalformedPayload is wrapped by Decode when a record's payload is not a
+// valid serialized sls.LogGroupList.
+var ErrMalformedPayload = errors.New("malformed log group list")
+
+// Field is one key/value pair of an SLS log or log group tag.
+type Field struct {
+	Key   string
+	Value string
+}
+
+// Meta is what the events of one SLS log group share. Read-only once built.
+type Meta struct {
+	Project  string
+	Logstore string
+	Shard    int
+	// Topic is the log group's topic (__topic__), often empty.
+	Topic string
+	// Source is the sending host or IP (__source__).
+	Source string
+	// Tags are the log group's LogTags with their keys as carried on the wire,
+	// e.g. "__hostname__" (SLS shows it as "__tag__:__hostname__").
+	Tags []Field
+
+	category    string
+	machineUUID string
+}
+
+// Tag returns the value of the tag key, given either as carried
+// ("__hostname__") or as SLS displays it ("__tag__:__hostname__").
+func (m *Meta) Tag(key string) (string, bool) {
+	key = strings.TrimPrefix(key, "__tag__:")
+	for _, t := range m.Tags {
+		if strings.TrimPrefix(t.Key, "__tag__:") == key {
+			return t.Value, true
+		}
+	}
+	return "", false
+}
+
+// Event is one SLS log: its time, its contents in order, and the metadata
+// of its log group.
+type Event struct {
+	// Time is __time__ plus the log's nanosecond part (TimeNs) when present.
+	Time time.Time
+	// Fields are the log's contents in wire order; keys may repeat.
+	Fields []Field
+	// Meta is shared by all events of a log group; never nil after Decode.
+	Meta *Meta
+}
+
+// Field returns the value of the first field named key.
+func (e *Event) Field(key string) (string, bool) {
+	for _, f := range e.Fields {
+		if f.Key == key {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// Decode turns a spool record into its events, in order. It copies the
+// payload once and every string of the events points into that copy, so
+// memory is bounded by the record. It never panics on malformed input; it
+// returns an error wrapping ErrMalformedPayload instead.
+func Decode(r *spool.Record) ([]Event, error) {
+	evs := make([]Event, 0, max(0, min(r.Count, len(r.Payload)/4)))
+	fields := make([]Field, 0, max(8, len(r.Payload)/24))
+	d := decoder{s: string(r.Payload), rec: r, evs: evs, fields: fields}
+	if err := d.list(); err != nil {
+		return nil, fmt.Errorf("decode record %d: %w", r.Seq, err)
+	}
+	return d.evs, nil
+}
+
+// decoder walks the protobuf encoding of sls.LogGroupList by hand (see
+// log.proto in aliyun-log-go-sdk); strings are substrings of s, not copies.
+type decoder struct {
+	s      string
+	rec    *spool.Record
+	evs    []Event
+	fields []Field
+}
+
+type wireErr string
+
+func (e wireErr) Error() string { return string(e) }
+func (e wireErr) Unwrap() error { return ErrMalformedPayload }
+
+const (
+	errTruncated = wireErr("truncated")
+	errVarint    = wireErr("bad varint")
+	errWireType  = wireErr("bad wire type")
+)
+
+// next reads one field header at s[i:] and returns the field number, wire
+// type, and for wire type 2 the [start,end) of its bytes, else the value.
+func (d *decoder) next(i, end int) (num, wt int, a, b int, v uint64, n int, err error) {
+	key, i, err := d.varint(i, end)
+	if err != nil {
+		return 0, 0, 0, 0, 0, 0, err
+	}
+	num, wt = int(key>>3), int(key&7)
+	if num <= 0 {
+		return 0, 0, 0, 0, 0, 0, wireErr("bad field number")
+	}
+	switch wt {
+	case 0:
+		v, i, err = d.varint(i, end)
+		return num, wt, 0, 0, v, i, err
+	case 1:
+		if end-i < 8 {
+			return 0, 0, 0, 0, 0, 0, errTruncated
+		}
+		for k := 7; k >= 0; k-- {
+			v = v<<8 | uint64(d.s[i+k])
+		}
+		return num, wt, 0, 0, v, i + 8, nil
+	case 5:
+		if end-i < 4 {
+			return 0, 0, 0, 0, 0, 0, errTruncated
+		}
+		v = uint64(d.s[i]) | uint64(d.s[i+1])<<8 | uint64(d.s[i+2])<<16 | uint64(d.s[i+3])<<24
+		return num, wt, 0, 0, v, i + 4, nil
+	case 2:
+		l, i, err := d.varint(i, end)
+		if err != nil {
+			return 0, 0, 0, 0, 0, 0, err
+		}
+		if l > uint64(end-i) {
+			return 0, 0, 0, 0, 0, 0, errTruncated
+		}
+		return num, wt, i, i + int(l), 0, i + int(l), nil
+	}
+	return 0, 0, 0, 0, 0, 0, errWireType
+}
+
+func (d *decoder) varint(i, end int) (uint64, int, error) {
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= end {
+			return 0, 0, errTruncated
+		}
+		c := d.s[i]
+		i++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i, nil
+		}
+	}
+	return 0, 0, errVarint
+}
+
+func (d *decoder) list() error {
+	for i, end := 0, len(d.s); i < end; {
+		num, wt, a, b, _, n, err := d.next(i, end)
+		if err != nil {
+			return err
+		}
+		if num == 1 {
+			if wt != 2 {
+				return errWireType
+			}
+			if err := d.group(a, b); err != nil {
+				return fmt.Errorf("log group: %w", err)
+			}
+		}
+		i = n
+	}
+	return nil
+}
+
+func (d *decoder) group(start, end int) error {
+	m := &Meta{Project: d.rec.Project, Logstore: d.rec.Logstore, Shard: d.rec.Shard}
+	first := len(d.evs)
+	for i := start; i < end; {
+		num, wt, a, b, _, n, err := d.next(i, end)
+		if err != nil {
+			return err
+		}
+		if num <= 6 && wt != 2 {
+			return errWireType
+		}
+		switch num {
+		case 1:
+			if err := d.log(a, b); err != nil {
+				return fmt.Errorf("log %d: %w", len(d.evs)-first, err)
+			}
+		case 2:
+			m.category = d.s[a:b]
+		case 3:
+			m.Topic = d.s[a:b]
+		case 4:
+			m.Source = d.s[a:b]
+		case 5:
+			m.machineUUID = d.s[a:b]
+		case 6:
+			k, v, err := d.pair(a, b)
+			if err != nil {
+				return fmt.Errorf("tag: %w", err)
+			}
+			m.Tags = append(m.Tags, Field{k, v})
+		}
+		i = n
+	}
+	for k := first; k < len(d.evs); k++ {
+		d.evs[k].Meta = m
+	}
+	return nil
+}
+
+func (d *decoder) log(start, end int) error {
+	var (
+		sec, ns uint64
+		hasTime bool
+	)
+	first := len(d.fields)
+	for i := start; i < end; {
+		num, wt, a, b, v, n, err := d.next(i, end)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if wt != 0 {
+				return errWireType
+			}
+			sec, hasTime = uint64(uint32(v)), true
+		case 2:
+			if wt != 2 {
+				return errWireType
+			}
+			k, val, err := d.pair(a, b)
+			if err != nil {
+				return fmt.Errorf("content: %w", err)
+			}
+			d.fields = append(d.fields, Field{k, val})
+		case 4:
+			if wt != 5 {
+				return errWireType
+			}
+			ns = v
+		}
+		i = n
+	}
+	if !hasTime {
+		return wireErr("missing __time__")
+	}
+	fs := d.fields[first:len(d.fields):len(d.fields)]
+	d.evs = append(d.evs, Event{Time: time.Unix(int64(sec), int64(ns)), Fields: fs})
+	return nil
+}
+
+// pair decodes a LogContent or LogTag: both Key (1) and Value (2) required.
+func (d *decoder) pair(start, end int) (k, v string, err error) {
+	var hasK, hasV bool
+	for i := start; i < end; {
+		num, wt, a, b, _, n, err := d.next(i, end)
+		if err != nil {
+			return "", "", err
+		}
+		if (num == 1 || num == 2) && wt != 2 {
+			return "", "", errWireType
+		}
+		switch num {
+		case 1:
+			k, hasK = d.s[a:b], true
+		case 2:
+			v, hasV = d.s[a:b], true
+		}
+		i = n
+	}
+	if !hasK || !hasV {
+		return "", "", wireErr("missing key or value")
+	}
+	return k, v, nil
+}
+
+// deadLetterRecord builds a record like r (same source, cursors and Seq)
+// holding only the given events, each in a log group of its own metadata.
+func deadLetterRecord(r *spool.Record, evs []Event) (*spool.Record, error) {
+	list := &sls.LogGroupList{}
+	var lastMeta *Meta
+	var g *sls.LogGroup
+	out := *r
+	out.Count = len(evs)
+	out.MinTime, out.MaxTime = 0, 0
+	for i := range evs {
+		e := &evs[i]
+		if g == nil || e.Meta != lastMeta {
+			lastMeta = e.Meta
+			g = newLogGroup(e.Meta)
+			list.LogGroups = append(list.LogGroups, g)
+		}
+		g.Logs = append(g.Logs, newLog(e))
+		t := e.Time.Unix()
+		if i == 0 || t < out.MinTime {
+			out.MinTime = t
+		}
+		if i == 0 || t > out.MaxTime {
+			out.MaxTime = t
+		}
+	}
+	p, err := list.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode dead letter: %w", err)
+	}
+	out.Payload = p
+	return &out, nil
+}
+
+func strp(s string) *string { return &s }
+
+func newLogGroup(m *Meta) *sls.LogGroup {
+	g := &sls.LogGroup{}
+	if m == nil {
+		return g
+	}
+	if m.Topic != "" {
+		g.Topic = strp(m.Topic)
+	}
+	if m.Source != "" {
+		g.Source = strp(m.Source)
+	}
+	if m.category != "" {
+		g.Category = strp(m.category)
+	}
+	if m.machineUUID != "" {
+		g.MachineUUID = strp(m.machineUUID)
+	}
+	for _, t := range m.Tags {
+		g.LogTags = append(g.LogTags, &sls.LogTag{Key: strp(t.Key), Value: strp(t.Value)})
+	}
+	return g
+}
+
+func newLog(e *Event) *sls.Log {
+	sec := uint32(e.Time.Unix())
+	l := &sls.Log{Time: &sec}
+	if ns := uint32(e.Time.Nanosecond()); ns != 0 {
+		l.TimeNs = &ns
+	}
+	for _, f := range e.Fields {
+		l.Contents = append(l.Contents, &sls.LogContent{Key: strp(f.Key), Value: strp(f.Value)})
+	}
+	return l
+}

@@ -1,0 +1,405 @@
+package deliver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Defaults of HECOptions.
+const (
+	DefaultHECMaxRequestBytes = 1 << 20
+	DefaultHECTimeout         = 30 * time.Second
+	DefaultHECAckPollInterval = time.Second
+	DefaultHECAckTimeout      = 2 * time.Minute
+	DefaultHECConcurrency     = 4
+	DefaultHECHost            = "{{source}}"
+	DefaultHECSource          = "sls:{{project}}:{{logstore}}"
+	DefaultHECName            = "hec"
+)
+
+// HECOptions configure a Splunk HTTP Event Collector sink. Zero values mean
+// the documented defaults.
+type HECOptions struct {
+	// Name of the sink in logs and metrics (default "hec").
+	Name string
+	// URL of the collector, scheme://host:port with an optional path prefix
+	// (for proxies); the sink appends /services/collector/event and
+	// /services/collector/ack. Required.
+	URL string
+	// Token is the HEC token. Exactly one of Token and TokenFile is required.
+	Token Secret
+	// TokenFile holds the token (surrounding space trimmed); it is re-read
+	// whenever its modification time or size changes, so rewriting it fixes
+	// a 401 without a restart.
+	TokenFile string
+
+	// Routing templates (see hec_format.go): Host (default "{{source}}"),
+	// Source (default "sls:{{project}}:{{logstore}}"), Sourcetype and Index
+	// (default empty: the token's defaults). Use "-" for an explicit empty.
+	Host, Source, Sourcetype, Index string
+
+	// DisableGzip turns request compression off (default on).
+	DisableGzip bool
+	// GzipLevel (default BestSpeed, 1).
+	GzipLevel int
+	// MaxRequestBytes caps one request's uncompressed body (default 1 MiB).
+	// A batch is split into requests under it; a single larger event is
+	// sent alone.
+	MaxRequestBytes int
+
+	// TLS: CAFile (PEM bundle trusted instead of the system roots),
+	// CertFile/KeyFile (client certificate for mTLS), ServerName (SNI and
+	// verification name). InsecureSkipVerify disables verification; it is
+	// honoured only when set explicitly and logs a warning.
+	CAFile, CertFile, KeyFile, ServerName string
+	InsecureSkipVerify                    bool
+
+	// Timeout of one HTTP attempt (default 30 s).
+	Timeout time.Duration
+
+	// AckEnabled waits for indexer acknowledgement before Send returns.
+	AckEnabled bool
+	// Channel is the X-Splunk-Request-Channel GUID (generated if empty).
+	Channel string
+	// AckPollInterval is the longest wait between ack polls (default 1 s;
+	// polling starts at 50 ms and doubles).
+	AckPollInterval time.Duration
+	// AckTimeout: a request not acked within it is sent again, never dropped
+	// (default 2 min).
+	AckTimeout time.Duration
+
+	// Concurrency is the number of requests in flight per batch (default 4).
+	Concurrency int
+	// Retry paces transient retries (zero: DefaultRetryMin/Max).
+	Retry RetryPolicy
+	// Logger (default slog.Default()); a "sink" attribute is added.
+	Logger *slog.Logger
+	// RetryLogEvery rate-limits "retrying" warnings (default 10 s).
+	RetryLogEvery time.Duration
+}
+
+// HEC is a Sink posting to Splunk's HTTP Event Collector. Safe for
+// concurrent use.
+type HEC struct {
+	opts     HECOptions
+	log      *slog.Logger
+	eventURL string
+	ackURL   string
+	format   hecFormatter
+	token    *tokenSource
+	client   *retryablehttp.Client
+	gz       gzipPool
+	retries  atomic.Uint64
+	retryLog logEvery
+	closed   atomic.Bool
+}
+
+var _ Sink = (*HEC)(nil)
+
+// NewHEC validates opts and builds the sink; it opens no connection.
+func NewHEC(opts HECOptions) (*HEC, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	h := &HEC{opts: opts}
+	h.log = opts.Logger.With(slog.String(attrSink, opts.Name))
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("hec: URL %q: want http(s)://host:port", redactedURL(opts.URL))
+	}
+	if u.User != nil {
+		return nil, errors.New("hec: URL must not carry credentials")
+	}
+	base := strings.TrimSuffix(u.String(), "/")
+	h.eventURL = base + "/services/collector/event"
+	h.ackURL = base + "/services/collector/ack?channel=" + url.QueryEscape(opts.Channel)
+	for _, t := range []struct {
+		name string
+		src  string
+		dst  **template
+	}{
+		{"Host", opts.Host, &h.format.host}, {"Source", opts.Source, &h.format.source},
+		{"Sourcetype", opts.Sourcetype, &h.format.sourcetype}, {"Index", opts.Index, &h.format.index},
+	} {
+		src := t.src
+		if src == "-" {
+			src = ""
+		}
+		if *t.dst, err = parseTemplate(src); err != nil {
+			return nil, fmt.Errorf("hec: %s: %w", t.name, err)
+		}
+	}
+	h.token, err = newTokenSource(opts.Token, opts.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := hecTransport(opts, h.log)
+	if err != nil {
+		return nil, err
+	}
+	h.gz = gzipPool{level: opts.GzipLevel}
+	h.retryLog = logEvery{every: opts.RetryLogEvery}
+	h.client = &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: tr, Timeout: opts.Timeout},
+		Logger:       nil,
+		RetryWaitMin: opts.Retry.Min,
+		RetryWaitMax: opts.Retry.Max,
+		RetryMax:     1<<31 - 1, // transient failures are retried until ctx ends
+		CheckRetry:   opts.Retry.checkRetry(h.onRetry),
+		Backoff:      opts.Retry.backoff(),
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return h, nil
+}
+
+func (o *HECOptions) setDefaults() error {
+	if o.Name == "" {
+		o.Name = DefaultHECName
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Host == "" {
+		o.Host = DefaultHECHost
+	}
+	if o.Source == "" {
+		o.Source = DefaultHECSource
+	}
+	if o.GzipLevel == 0 {
+		o.GzipLevel = 1
+	}
+	if o.GzipLevel < -2 || o.GzipLevel > 9 {
+		return fmt.Errorf("hec: GzipLevel %d: want -2..9", o.GzipLevel)
+	}
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = DefaultHECMaxRequestBytes
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultHECTimeout
+	}
+	if o.AckPollInterval == 0 {
+		o.AckPollInterval = DefaultHECAckPollInterval
+	}
+	if o.AckTimeout == 0 {
+		o.AckTimeout = DefaultHECAckTimeout
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultHECConcurrency
+	}
+	if o.RetryLogEvery == 0 {
+		o.RetryLogEvery = 10 * time.Second
+	}
+	o.Retry = o.Retry.withDefaults()
+	switch {
+	case o.MaxRequestBytes < 0:
+		return fmt.Errorf("hec: MaxRequestBytes %d: want > 0", o.MaxRequestBytes)
+	case o.Timeout < 0, o.AckPollInterval < 0, o.AckTimeout < 0:
+		return errors.New("hec: Timeout, AckPollInterval and AckTimeout must not be negative")
+	case o.Concurrency < 0:
+		return fmt.Errorf("hec: Concurrency %d: want > 0", o.Concurrency)
+	case o.Token == "" && o.TokenFile == "":
+		return errors.New("hec: Token or TokenFile is required")
+	case o.Token != "" && o.TokenFile != "":
+		return errors.New("hec: set Token or TokenFile, not both")
+	case (o.CertFile == "") != (o.KeyFile == ""):
+		return errors.New("hec: CertFile and KeyFile go together")
+	}
+	if o.Channel == "" {
+		o.Channel = newGUID()
+	}
+	return nil
+}
+
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// redactedURL hides userinfo and the query of a URL for error messages.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// Name implements Sink.
+func (h *HEC) Name() string { return h.opts.Name }
+
+// Retries returns how many HTTP attempts failed transiently and were retried.
+func (h *HEC) Retries() uint64 { return h.retries.Load() }
+
+// Close implements Sink; it is idempotent.
+func (h *HEC) Close() error {
+	if h.closed.CompareAndSwap(false, true) {
+		h.client.HTTPClient.CloseIdleConnections()
+	}
+	return nil
+}
+
+func (h *HEC) onRetry(status int, err error) {
+	h.retries.Add(1)
+	if ok, suppressed := h.retryLog.allow(); ok {
+		attrs := []any{slog.Int("status", status), slog.Int("suppressed", suppressed)}
+		if err != nil {
+			attrs = append(attrs, slog.String(attrErr, err.Error()))
+		}
+		h.log.Warn("hec request failed, retrying", attrs...)
+	}
+}
+
+// Send implements Sink: it formats b, cuts it into requests of at most
+// MaxRequestBytes, posts up to Concurrency of them at once, and returns when
+// every request was accepted (and acked, with AckEnabled). Transient failures
+// are retried until ctx ends. A request answered 413, or rejected without an
+// event number, is split in halves down to the offending event, which comes
+// back as a Permanent *Error with its EventIndex; events before it are then
+// confirmed.
+func (h *HEC) Send(ctx context.Context, b *Batch) error {
+	if h.closed.Load() {
+		return errors.New("hec: send after close")
+	}
+	if len(b.Events) == 0 {
+		return nil
+	}
+	enc := h.encode(b.Events)
+	chunks := enc.chunks(h.opts.MaxRequestBytes)
+	if len(chunks) == 1 || h.opts.Concurrency == 1 {
+		for _, c := range chunks {
+			if err := h.sendRange(ctx, enc, c[0], c[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var (
+		wg      sync.WaitGroup
+		failed  atomic.Bool
+		results = make([]error, len(chunks))
+		sem     = make(chan struct{}, h.opts.Concurrency)
+	)
+launch:
+	for i, c := range chunks {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break launch
+		}
+		if failed.Load() {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := h.sendRange(ctx, enc, c[0], c[1]); err != nil {
+				results[i] = err
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The lowest failed request decides: every request before it succeeded,
+	// so its EventIndex (if any) is exact.
+	for _, err := range results {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendRange delivers events [i,j) of enc in one request, splitting on 413
+// or an unlocated rejection, and re-sending when an ack does not come.
+func (h *HEC) sendRange(ctx context.Context, enc *encoded, i, j int) error {
+	for {
+		ackID, ack, err := h.post(ctx, enc.body(i, j))
+		if err != nil {
+			var de *Error
+			if !errors.As(err, &de) {
+				return err
+			}
+			if de.Kind == Permanent && de.EventIndex >= 0 && de.EventIndex < j-i {
+				e := *de
+				e.EventIndex += i
+				return &e
+			}
+			if de.Kind == Permanent {
+				if j-i == 1 {
+					e := *de
+					e.EventIndex = i
+					return &e
+				}
+				mid := i + (j-i)/2
+				if err := h.sendRange(ctx, enc, i, mid); err != nil {
+					return err
+				}
+				return h.sendRange(ctx, enc, mid, j)
+			}
+			return err
+		}
+		if !ack {
+			return nil
+		}
+		acked, err := h.waitAck(ctx, ackID)
+		if err != nil || acked {
+			return err
+		}
+		h.log.Warn("hec ack timed out, sending again", slog.Uint64("ack_id", ackID),
+			slog.Int("events", j-i), slog.Duration("ack_timeout", h.opts.AckTimeout))
+	}
+}
+
+// encoded is a batch rendered as HEC JSON: event k is buf[offs[k]:offs[k+1]].
+type encoded struct {
+	buf  []byte
+	offs []int
+}
+
+func (h *HEC) encode(evs []Event) *encoded {
+	enc := &encoded{buf: make([]byte, 0, 512*len(evs)), offs: make([]int, 0, len(evs)+1)}
+	var mc metaCache
+	for k := range evs {
+		enc.offs = append(enc.offs, len(enc.buf))
+		enc.buf = h.format.appendEvent(enc.buf, &evs[k], &mc)
+	}
+	enc.offs = append(enc.offs, len(enc.buf))
+	return enc
+}
+
+func (e *encoded) body(i, j int) []byte { return e.buf[e.offs[i]:e.offs[j]] }
+
+// chunks cuts the events into [i,j) ranges whose bodies stay under max
+// bytes; an event larger than max gets a range of its own.
+func (e *encoded) chunks(max int) [][2]int {
+	n := len(e.offs) - 1
+	var out [][2]int
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && e.offs[j+1]-e.offs[i] <= max {
+			j++
+		}
+		out = append(out, [2]int{i, j})
+		i = j
+	}
+	return out
+}

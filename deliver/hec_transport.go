@@ -1,0 +1,216 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/klauspost/compress/gzip"
+)
+
+const maxResponseBytes = 64 << 10
+
+// post sends one request body (uncompressed HEC JSON) and returns its ackId
+// and whether there is one to wait for. Transient failures are retried
+// inside the client until ctx ends.
+func (h *HEC) post(ctx context.Context, body []byte) (id uint64, ack bool, err error) {
+	payload := body
+	if !h.opts.DisableGzip {
+		payload = h.gz.compress(body)
+	}
+	status, rb, err := h.do(ctx, h.eventURL, payload, !h.opts.DisableGzip)
+	if err != nil {
+		return 0, false, err
+	}
+	if de := classifyHEC(status, rb); de != nil {
+		return 0, false, de
+	}
+	if !h.opts.AckEnabled {
+		return 0, false, nil
+	}
+	r, _ := parseHECResponse(rb)
+	if !r.HasAckID {
+		// Accepted with HTTP 2xx but no ackId: the token has indexer
+		// acknowledgement off. The 2xx is the only confirmation we get;
+		// sending again would only duplicate.
+		if ok, n := h.retryLog.allow(); ok {
+			h.log.Warn("hec accepted without ackId; is indexer acknowledgement enabled on the token?", slog.Int("suppressed", n))
+		}
+		return 0, false, nil
+	}
+	return r.AckID, true, nil
+}
+
+// do posts payload and returns the status and (bounded) answer body.
+func (h *HEC) do(ctx context.Context, u string, payload []byte, gzipped bool) (int, []byte, error) {
+	tok, err := h.token.get()
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, payload)
+	if err != nil {
+		return 0, nil, &Error{Kind: Config, EventIndex: -1, Text: "build request", Err: err}
+	}
+	req.Header.Set("Authorization", "Splunk "+string(tok))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Splunk-Request-Channel", h.opts.Channel)
+	if gzipped {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := h.client.Do(req)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if ctx.Err() != nil {
+		return 0, nil, ctx.Err()
+	}
+	if err != nil {
+		return 0, nil, classifyTransport(err)
+	}
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil && resp.StatusCode/100 != 2 {
+		return 0, nil, &Error{Kind: Transient, Status: resp.StatusCode, EventIndex: -1, Err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
+	return resp.StatusCode, rb, nil
+}
+
+// waitAck polls the ack endpoint for id until it is acked (true), AckTimeout
+// passes (false: the caller sends again), or a non-transient error.
+func (h *HEC) waitAck(ctx context.Context, id uint64) (bool, error) {
+	deadline := time.Now().Add(h.opts.AckTimeout)
+	wait := min(50*time.Millisecond, h.opts.AckPollInterval)
+	body := []byte(`{"acks":[` + strconv.FormatUint(id, 10) + `]}`)
+	for {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return false, err
+		}
+		wait = min(2*wait, h.opts.AckPollInterval)
+		status, rb, err := h.do(ctx, h.ackURL, body, false)
+		if err == nil {
+			if de := classifyHEC(status, rb); de != nil {
+				err = de
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil || KindOf(err) != Transient {
+				return false, err
+			}
+			h.onRetry(status, err)
+		} else if acked, ok := parseAckResponse(rb, id); acked {
+			return true, nil
+		} else if !ok {
+			h.onRetry(status, fmt.Errorf("unreadable ack answer"))
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+	}
+}
+
+// tokenSource yields the HEC token, re-reading TokenFile when it changes.
+type tokenSource struct {
+	static Secret
+	path   string
+
+	mu   sync.Mutex
+	tok  Secret
+	mod  time.Time
+	size int64
+}
+
+func newTokenSource(static Secret, path string) (*tokenSource, error) {
+	t := &tokenSource{static: static, path: path}
+	if _, err := t.get(); err != nil {
+		return nil, fmt.Errorf("hec: %w", err)
+	}
+	return t, nil
+}
+
+func (t *tokenSource) get() (Secret, error) {
+	if t.path == "" {
+		return t.static, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		return "", &Error{Kind: Config, EventIndex: -1, Text: "token file", Err: err}
+	}
+	if t.tok != "" && fi.ModTime().Equal(t.mod) && fi.Size() == t.size {
+		return t.tok, nil
+	}
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		return "", &Error{Kind: Config, EventIndex: -1, Text: "token file", Err: err}
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", &Error{Kind: Config, EventIndex: -1, Text: "token file " + t.path + " is empty"}
+	}
+	t.tok, t.mod, t.size = Secret(tok), fi.ModTime(), fi.Size()
+	return t.tok, nil
+}
+
+// hecTransport builds the HTTP transport with the TLS options.
+func hecTransport(o HECOptions, log *slog.Logger) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 2 * o.Concurrency
+	tr.ResponseHeaderTimeout = o.Timeout
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("hec: CAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("hec: CAFile %s: no PEM certificate found", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("hec: CertFile/KeyFile: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if o.InsecureSkipVerify {
+		cfg.InsecureSkipVerify = true
+		log.Warn("hec TLS certificate verification is disabled (InsecureSkipVerify)")
+	}
+	tr.TLSClientConfig = cfg
+	return tr, nil
+}
+
+// gzipPool compresses request bodies with pooled writers.
+type gzipPool struct {
+	level int
+	pool  sync.Pool
+}
+
+func (g *gzipPool) compress(body []byte) []byte {
+	w, _ := g.pool.Get().(*gzip.Writer)
+	buf := bytes.NewBuffer(make([]byte, 0, len(body)/4+256))
+	if w == nil {
+		w, _ = gzip.NewWriterLevel(buf, g.level) // level validated in NewHEC
+	} else {
+		w.Reset(buf)
+	}
+	_, _ = w.Write(body) // writes to a bytes.Buffer do not fail
+	_ = w.Close()
+	g.pool.Put(w)
+	return buf.Bytes()
+}

@@ -1,0 +1,340 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"slsrelay/spool"
+)
+
+// Defaults of LoopOptions.
+const (
+	DefaultPauseLogEvery = time.Minute
+	DefaultLoopRetryMin  = time.Second
+	DefaultLoopRetryMax  = 30 * time.Second
+)
+
+// Dead-letter reason categories, the keys of LoopStats.DeadLettered.
+const (
+	ReasonDecode   = "decode"   // the record's payload could not be decoded
+	ReasonRejected = "rejected" // the SIEM rejected an event permanently
+)
+
+// LoopOptions configure a delivery loop. Zero values mean the defaults.
+type LoopOptions struct {
+	// Logger (default slog.Default()); every line carries the sink's name.
+	Logger *slog.Logger
+	// RateLimit caps delivery in events per second, with a burst of one
+	// second's worth, so that a SIEM back from maintenance is not flooded
+	// (0: unlimited). Re-sent events count again.
+	RateLimit float64
+	// PauseLogEvery is the interval between error logs while the sink is
+	// paused or failing (default 1 min).
+	PauseLogEvery time.Duration
+	// Retry paces the loop's own retries of a paused (Config) or failing
+	// (Transient) sink (default 1 s doubling to 30 s, jittered).
+	Retry RetryPolicy
+	// Metrics hooks, each optional.
+	Metrics LoopMetrics
+}
+
+// LoopMetrics are optional hooks called by the loop's goroutine (never
+// concurrently with each other) as things happen.
+type LoopMetrics struct {
+	// Delivered: events confirmed by the sink, records acked (0 or 1).
+	Delivered func(events, records int)
+	// DeadLettered: events sent to the dead-letter queue and why (Reason*).
+	DeadLettered func(reason string, events int)
+	// Retried: the loop re-sends after an error of this kind.
+	Retried func(kind ErrorKind)
+	// Paused: the sink was paused (true) or resumed (false).
+	Paused func(paused bool)
+}
+
+// LoopStats is a snapshot of a loop's counters.
+type LoopStats struct {
+	Sink             string
+	DeliveredEvents  uint64
+	DeliveredRecords uint64
+	// DeadLettered counts dead-lettered events by reason (Reason*).
+	DeadLettered map[string]uint64
+	// Retries counts the loop's re-sends; TransportRetries the sink's own
+	// retried attempts (when the sink reports them, as HEC does).
+	Retries          uint64
+	TransportRetries uint64
+	Paused           bool
+	PausedSince      time.Time
+	LastError        string
+	LastErrorAt      time.Time
+}
+
+// Loop moves records from a Queue to a Sink: peek → decode → send → ack.
+type Loop struct {
+	q    Queue
+	sink Sink
+	opts LoopOptions
+	log  *slog.Logger
+	lim  *limiter
+
+	pauseLog logEvery
+	failLog  logEvery
+
+	mu    sync.Mutex
+	stats LoopStats
+}
+
+// NewLoop builds a loop; it starts nothing until Run.
+func NewLoop(q Queue, s Sink, opts LoopOptions) *Loop {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.PauseLogEvery <= 0 {
+		opts.PauseLogEvery = DefaultPauseLogEvery
+	}
+	if opts.Retry.Min <= 0 {
+		opts.Retry.Min = DefaultLoopRetryMin
+	}
+	if opts.Retry.Max <= 0 {
+		opts.Retry.Max = DefaultLoopRetryMax
+	}
+	l := &Loop{
+		q: q, sink: s, opts: opts,
+		log:      opts.Logger.With(slog.String(attrSink, s.Name())),
+		lim:      newLimiter(opts.RateLimit),
+		pauseLog: logEvery{every: opts.PauseLogEvery},
+		failLog:  logEvery{every: opts.PauseLogEvery},
+	}
+	l.stats.Sink = s.Name()
+	l.stats.DeadLettered = map[string]uint64{}
+	return l
+}
+
+// Stats returns a snapshot of the counters. Safe for concurrent use.
+func (l *Loop) Stats() LoopStats {
+	l.mu.Lock()
+	st := l.stats
+	st.DeadLettered = maps.Clone(l.stats.DeadLettered)
+	l.mu.Unlock()
+	if r, ok := l.sink.(interface{ Retries() uint64 }); ok {
+		st.TransportRetries = r.Retries()
+	}
+	return st
+}
+
+// Run delivers until ctx ends (then it returns nil, leaving an in-flight
+// record unacked in the queue: delivery is at least once) or until the
+// queue fails (Peek, Ack or DeadLetter errors are returned: continuing could
+// lose data). Run must not be called twice at once.
+func (l *Loop) Run(ctx context.Context) error {
+	for {
+		rec, err := l.q.Peek(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("peek: %w", err)
+		}
+		if err := l.deliver(ctx, rec); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// deliver sends one record until every event is confirmed or dead-lettered,
+// then acks it.
+func (l *Loop) deliver(ctx context.Context, rec *spool.Record) error {
+	evs, err := Decode(rec)
+	if err != nil {
+		if err := l.q.DeadLetter(rec, ReasonDecode+": "+err.Error()); err != nil {
+			return fmt.Errorf("dead-letter record %d: %w", rec.Seq, err)
+		}
+		l.deadLettered(rec, ReasonDecode, rec.Count, err)
+		return l.ack(rec, 0)
+	}
+	rest, delivered, attempt := evs, 0, 0
+	for len(rest) > 0 {
+		if err := l.lim.wait(ctx, len(rest)); err != nil {
+			return err
+		}
+		err := l.sink.Send(ctx, &Batch{Seq: rec.Seq, Events: rest})
+		if err == nil {
+			delivered += len(rest)
+			l.resume()
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.noteError(err)
+		var de *Error
+		errors.As(err, &de)
+		switch KindOf(err) {
+		case Permanent:
+			l.resume() // the SIEM answered: it is up and trusts us
+			i := -1
+			if de.EventIndex >= 0 && de.EventIndex < len(rest) {
+				i = de.EventIndex
+			}
+			bad := rest
+			if i >= 0 {
+				bad = rest[i : i+1]
+			}
+			if err := l.deadLetter(rec, evs, bad, err); err != nil {
+				return err
+			}
+			if i < 0 {
+				rest = nil
+				break
+			}
+			delivered += i
+			rest, attempt = rest[i+1:], 0
+			continue
+		case Config:
+			l.pause(err)
+		default:
+			if ok, n := l.failLog.allow(); ok {
+				l.log.Warn("send failed, retrying", slog.Uint64(attrSeq, rec.Seq),
+					slog.String(attrErr, err.Error()), slog.Int("suppressed", n))
+			}
+		}
+		l.retried(KindOf(err))
+		if err := sleepCtx(ctx, l.opts.Retry.Backoff(attempt)); err != nil {
+			return err
+		}
+		attempt++
+	}
+	return l.ack(rec, delivered)
+}
+
+func (l *Loop) ack(rec *spool.Record, events int) error {
+	if err := l.q.Ack(rec.Seq); err != nil {
+		return fmt.Errorf("ack record %d: %w", rec.Seq, err)
+	}
+	l.mu.Lock()
+	l.stats.DeliveredEvents += uint64(events)
+	l.stats.DeliveredRecords++
+	l.mu.Unlock()
+	if f := l.opts.Metrics.Delivered; f != nil {
+		f(events, 1)
+	}
+	return nil
+}
+
+// deadLetter stores bad (a sub-slice of all, the record's events) with the
+// reason; the whole original record when bad is all of it.
+func (l *Loop) deadLetter(rec *spool.Record, all, bad []Event, cause error) error {
+	dl := rec
+	if len(bad) != len(all) {
+		var err error
+		if dl, err = deadLetterRecord(rec, bad); err != nil {
+			return err
+		}
+	}
+	reason := ReasonRejected + " by " + l.sink.Name() + ": " + cause.Error()
+	if err := l.q.DeadLetter(dl, reason); err != nil {
+		return fmt.Errorf("dead-letter record %d: %w", rec.Seq, err)
+	}
+	l.deadLettered(rec, ReasonRejected, len(bad), cause)
+	return nil
+}
+
+func (l *Loop) deadLettered(rec *spool.Record, reason string, events int, cause error) {
+	l.mu.Lock()
+	l.stats.DeadLettered[reason] += uint64(events)
+	l.mu.Unlock()
+	l.log.Error("events dead-lettered", slog.String("reason", reason), slog.Int("events", events),
+		slog.Uint64(attrSeq, rec.Seq), slog.String(attrProject, rec.Project),
+		slog.String(attrLogstore, rec.Logstore), slog.Int(attrShard, rec.Shard),
+		slog.String(attrErr, cause.Error()))
+	if f := l.opts.Metrics.DeadLettered; f != nil {
+		f(reason, events)
+	}
+}
+
+func (l *Loop) noteError(err error) {
+	l.mu.Lock()
+	l.stats.LastError, l.stats.LastErrorAt = err.Error(), time.Now()
+	l.mu.Unlock()
+}
+
+func (l *Loop) retried(k ErrorKind) {
+	l.mu.Lock()
+	l.stats.Retries++
+	l.mu.Unlock()
+	if f := l.opts.Metrics.Retried; f != nil {
+		f(k)
+	}
+}
+
+func (l *Loop) pause(err error) {
+	l.mu.Lock()
+	was, since := l.stats.Paused, l.stats.PausedSince
+	if !was {
+		l.stats.Paused, l.stats.PausedSince = true, time.Now()
+		since = l.stats.PausedSince
+	}
+	l.mu.Unlock()
+	if !was {
+		l.pauseLog.reset()
+		if f := l.opts.Metrics.Paused; f != nil {
+			f(true)
+		}
+	}
+	if ok, _ := l.pauseLog.allow(); ok {
+		l.log.Error("sink paused: the SIEM refuses our configuration; keeping data and retrying",
+			slog.Duration("paused_for", time.Since(since).Round(time.Second)), slog.String(attrErr, err.Error()))
+	}
+}
+
+func (l *Loop) resume() {
+	l.mu.Lock()
+	was, since := l.stats.Paused, l.stats.PausedSince
+	l.stats.Paused, l.stats.PausedSince = false, time.Time{}
+	l.mu.Unlock()
+	l.failLog.reset()
+	if was {
+		l.log.Info("sink resumed", slog.Duration("paused_for", time.Since(since).Round(time.Millisecond)))
+		if f := l.opts.Metrics.Paused; f != nil {
+			f(false)
+		}
+	}
+}
+
+// limiter is a token bucket that lets a request go into debt: wait(n) takes
+// n tokens and sleeps until the balance is back to zero, so the average rate
+// holds whatever the batch sizes. Not safe for concurrent use.
+type limiter struct {
+	rate, burst, tokens float64
+	last                time.Time
+	now                 func() time.Time
+	sleep               func(context.Context, time.Duration) error
+}
+
+func newLimiter(rate float64) *limiter {
+	b := max(rate, 1)
+	return &limiter{rate: rate, burst: b, tokens: b, now: time.Now, sleep: sleepCtx}
+}
+
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l.rate <= 0 {
+		return nil
+	}
+	now := l.now()
+	if !l.last.IsZero() {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	l.tokens -= float64(n)
+	if l.tokens >= 0 {
+		return nil
+	}
+	return l.sleep(ctx, time.Duration(-l.tokens/l.rate*float64(time.Second)))
+}
