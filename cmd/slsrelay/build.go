@@ -1,0 +1,127 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+
+	"slsrelay/checkpoint"
+	"slsrelay/deliver"
+	"slsrelay/ingest"
+	"slsrelay/spool"
+)
+
+// build.go turns the YAML config into each component's plain Options. It
+// opens nothing; run.go does.
+
+func checkpointOptions(_ *Config, log *slog.Logger) checkpoint.Options {
+	return checkpoint.Options{Logger: log}
+}
+
+func spoolDir(c *Config, sink string) string { return filepath.Join(c.DataDir, "spool", sink) }
+
+func spoolOptions(c *Config, log *slog.Logger) spool.Options {
+	return spool.Options{
+		MaxBytes:     int64(c.Spool.MaxBytes),
+		MinFreeBytes: int64(c.Spool.MinFreeBytes),
+		SegmentBytes: int64(c.Spool.SegmentBytes),
+		Compression:  c.Spool.Compression,
+		Logger:       log,
+	}
+}
+
+// ingestSources maps sources[] onto ingest.Source values.
+func ingestSources(c *Config) ([]ingest.Source, error) {
+	creds := &ingest.FileCredentials{
+		AccessKeyID:     c.SLS.AccessKeyID,
+		AccessKeySecret: c.SLS.AccessKeySecret.Reveal(),
+		SecretFile:      c.SLS.AccessKeySecretFile,
+		SecurityToken:   c.SLS.SecurityToken.Reveal(),
+		TokenFile:       c.SLS.SecurityTokenFile,
+	}
+	httpc := ingest.NewHTTPClient(ingest.HTTPOptions{ConnectTo: c.SLS.ConnectTo, Timeout: time.Duration(c.SLS.Timeout)})
+	name, err := defaultConsumerName(c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []ingest.Source
+	for _, s := range c.Sources {
+		pos, at, _ := parseStart(s.Start) // validated
+		src := ingest.Source{
+			Project: s.Project, Logstore: s.Logstore,
+			ConsumerGroup: s.ConsumerGroup, ConsumerName: s.ConsumerName,
+			Endpoint:           s.Endpoint,
+			Credentials:        creds,
+			Region:             c.SLS.Region,
+			HTTPClient:         httpc,
+			Start:              ingest.Start{Position: pos, Time: at},
+			Query:              s.Query,
+			Compression:        s.Compression,
+			HeartbeatInterval:  time.Duration(s.HeartbeatInterval),
+			HeartbeatTimeout:   time.Duration(s.HeartbeatTimeout),
+			FetchInterval:      time.Duration(s.FetchInterval),
+			MaxFetchGroups:     s.MaxFetchGroups,
+			CheckpointInterval: time.Duration(s.CheckpointInterval),
+		}
+		if src.Endpoint == "" {
+			src.Endpoint = c.SLS.Endpoint
+		}
+		if src.ConsumerName == "" {
+			src.ConsumerName = name
+		}
+		if c.SLS.AuthVersion == "v4" {
+			src.AuthVersion = sls.AuthV4
+		}
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// defaultConsumerName is "<hostname>-<hash of the data directory>": stable
+// across restarts (SLS hands the same shards straight back) and distinct for
+// two relays on one host.
+func defaultConsumerName(dataDir string) (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("consumer name: %w", err)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("consumer name: %w", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return host + "-" + hex.EncodeToString(sum[:4]), nil
+}
+
+// newSink builds sinks[i]; the switch is the list of sink types.
+func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
+	switch s.Type {
+	case "hec":
+		h := s.HEC
+		o := deliver.HECOptions{
+			Name: s.Name, URL: h.URL,
+			Token: deliver.Secret(h.Token.Reveal()), TokenFile: h.TokenFile,
+			Host: h.Host, Source: h.Source, Sourcetype: h.Sourcetype, Index: h.Index,
+			MaxRequestBytes: int(h.MaxRequestBytes),
+			CAFile:          h.TLS.CAFile, CertFile: h.TLS.CertFile, KeyFile: h.TLS.KeyFile,
+			ServerName: h.TLS.ServerName, InsecureSkipVerify: h.TLS.InsecureSkipVerify,
+			Timeout:    time.Duration(h.Timeout),
+			AckEnabled: h.Ack.Enabled, Channel: h.Ack.Channel,
+			AckPollInterval: time.Duration(h.Ack.PollInterval), AckTimeout: time.Duration(h.Ack.Timeout),
+			Concurrency: h.Concurrency,
+			Logger:      log,
+		}
+		if h.Gzip != nil && !*h.Gzip {
+			o.DisableGzip = true
+		}
+		return deliver.NewHEC(o)
+	default:
+		return nil, fmt.Errorf("sink %q: unknown type %q", s.Name, s.Type)
+	}
+}
