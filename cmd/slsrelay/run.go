@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"slsrelay/checkpoint"
+	"slsrelay/deliver"
+	"slsrelay/ingest"
+	"slsrelay/spool"
+)
+
+func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "path to the YAML config file (required)")
+	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: slsrelay run --config relay.yaml")
+		return errUsage
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+	r, err := openRelay(cfg, log)
+	if err != nil {
+		return err
+	}
+	runErr := r.Run(ctx)
+	if err := r.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// relay is the wired daemon: one checkpoint store, one spool and delivery
+// loop per sink, one ingest worker per source.
+type relay struct {
+	cfg    *Config
+	log    *slog.Logger
+	cps    *checkpoint.Store
+	spools []*spool.Spool
+	sinks  []deliver.Sink
+	loops  []*deliver.Loop
+	ingest *ingest.Ingest // nil in drain-only mode
+	// statusEvery is the period of the status log line.
+	statusEvery time.Duration
+}
+
+// openRelay opens everything in dependency order: the data-directory lock
+// (inside checkpoint.Open) before any file, then the spools, then sinks.
+// On error it closes what it opened.
+func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
+	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.cps, err = checkpoint.Open(cfg.DataDir, checkpointOptions(cfg, log.With(slog.String("component", "checkpoint")))); err != nil {
+		return nil, err
+	}
+	ingestSpools := make([]ingest.Spool, 0, len(cfg.Sinks))
+	for _, sc := range cfg.Sinks {
+		slog := log.With(slog.String("sink", sc.Name))
+		sp, err := spool.Open(spoolDir(cfg, sc.Name), spoolOptions(cfg, slog))
+		if err != nil {
+			return nil, fmt.Errorf("open spool of sink %s: %w", sc.Name, err)
+		}
+		r.spools = append(r.spools, sp)
+		ingestSpools = append(ingestSpools, sp)
+		sink, err := newSink(sc, slog)
+		if err != nil {
+			return nil, err
+		}
+		r.sinks = append(r.sinks, sink)
+		r.loops = append(r.loops, deliver.NewLoop(sp, sink, deliver.LoopOptions{
+			Logger:    slog,
+			RateLimit: sc.RateLimit,
+		}))
+	}
+	if cfg.DrainOnly {
+		return r, nil
+	}
+	sources, err := ingestSources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.ingest, err = ingest.New(ingest.Options{
+		Sources:         sources,
+		Spools:          ingestSpools,
+		Checkpoints:     r.cps,
+		ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+		Logger:          log.With(slog.String("component", "ingest")),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Run relays until ctx ends (nil) or a component fails (its error). On ctx's
+// end ingest stops pulling and flushes checkpoints, and the delivery loops
+// stop after their in-flight send or abandon it; both are bounded by
+// shutdown_timeout.
+func (r *relay) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if r.ingest != nil {
+		g.Go(func() error { return r.ingest.Run(gctx) })
+	}
+	for _, l := range r.loops {
+		g.Go(func() error { return l.Run(gctx) })
+	}
+	g.Go(func() error { r.reportStatus(gctx); return nil })
+	r.log.Info("relay started", slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
+		slog.Bool("drain_only", r.cfg.DrainOnly), slog.String("data_dir", r.cfg.DataDir))
+	err := g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	r.log.Info("relay stopped")
+	return nil
+}
+
+// reportStatus logs one line per sink every statusEvery.
+func (r *relay) reportStatus(ctx context.Context) {
+	t := time.NewTicker(r.statusEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.ingest != nil {
+			for _, w := range r.ingest.Workers() {
+				s := w.Stats()
+				r.log.Info("ingest", slog.String("project", s.Project), slog.String("logstore", s.Logstore),
+					slog.Int64("pulls", s.Pulls), slog.Int64("logs", s.Logs), slog.Int64("gaps", s.Gaps))
+			}
+		}
+		for i, sp := range r.spools {
+			st := sp.Stats()
+			ls := r.loops[i].Stats()
+			r.log.Info("sink", slog.String("sink", r.sinks[i].Name()),
+				slog.Int64("spool_records", st.Depth), slog.Int64("spool_bytes", st.Bytes),
+				slog.Duration("oldest", st.OldestAge), slog.Uint64("delivered_events", ls.DeliveredEvents), slog.Bool("paused", ls.Paused),
+				slog.Int64("dead_letters", st.DeadLetters))
+		}
+	}
+}
+
+// Close releases everything in reverse order; safe after a failed open.
+func (r *relay) Close() error {
+	var errs []error
+	for _, s := range r.sinks {
+		errs = append(errs, s.Close())
+	}
+	for _, sp := range r.spools {
+		errs = append(errs, sp.Close())
+	}
+	if r.cps != nil {
+		errs = append(errs, r.cps.Close())
+	}
+	return errors.Join(errs...)
+}
