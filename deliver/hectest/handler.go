@@ -183,7 +183,10 @@ func (s *Server) record(req *Request, events []Event, a *answer) {
 		events[i].Channel = req.Channel
 		events[i].AckID = a.ackID
 	}
-	s.events = append(s.events, events...)
+	if len(events) > 0 {
+		s.batches = append(s.batches, events)
+		s.nevents += len(events)
+	}
 	s.requests = append(s.requests, req)
 	st := &s.stats
 	st.Requests++

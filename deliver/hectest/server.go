@@ -171,7 +171,8 @@ type Server struct {
 	serves sync.WaitGroup
 
 	mu        sync.Mutex // guards the recordings below
-	events    []Event
+	batches   [][]Event  // one slice per request: no copying as events pile up
+	nevents   int
 	requests  []*Request // requests[i].ID == resetBase+i
 	stats     Stats
 	nextID    int
@@ -320,8 +321,10 @@ func (s *Server) Fault() Fault { return *s.fault.Load() }
 // arrival order, with Acked filled in.
 func (s *Server) Events() []Event {
 	s.mu.Lock()
-	out := make([]Event, len(s.events))
-	copy(out, s.events)
+	out := make([]Event, 0, s.nevents)
+	for _, b := range s.batches {
+		out = append(out, b...)
+	}
 	base := s.baseID()
 	reqs := s.requests
 	s.mu.Unlock()
@@ -337,7 +340,7 @@ func (s *Server) Events() []Event {
 func (s *Server) EventCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.events)
+	return s.nevents
 }
 
 // WaitForEvents polls until at least n events are recorded or timeout
@@ -385,7 +388,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events = nil
+	s.batches, s.nevents = nil, 0
 	s.requests = nil
 	s.stats = Stats{ByStatus: make(map[int]int)}
 	s.resetBase = s.nextID
