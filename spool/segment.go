@@ -24,7 +24,7 @@ const (
 	badSuffix = ".bad"
 )
 
-func segName(n int64) string { return fmt.Sprintf("%s%06d%s", segPrefix, n, segSuffix) }
+func segName(n int64) string             { return fmt.Sprintf("%s%06d%s", segPrefix, n, segSuffix) }
 func segPath(dir string, n int64) string { return filepath.Join(dir, segName(n)) }
 func metaPath(dir string) string         { return filepath.Join(dir, segPrefix+"meta.dat") }
 

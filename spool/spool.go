@@ -122,7 +122,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	return open(dir, opts, defaultHooks())
 }
 
-func open(dir string, opts Options, h hooks) (s *Spool, err error) {
+func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 	opts, err = opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func open(dir string, opts Options, h hooks) (s *Spool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s = &Spool{
+	s := &Spool{
 		dir: dir, opts: opts, codec: codec, h: h,
 		log:      opts.Logger.With("spool", dir),
 		putSem:   make(chan struct{}, 1),
@@ -142,8 +142,10 @@ func open(dir string, opts Options, h hooks) (s *Spool, err error) {
 	}
 	defer func() {
 		if err != nil {
+			if s.dq != nil {
+				s.dq.Close()
+			}
 			s.closeFiles()
-			s = nil
 		}
 	}()
 	if s.lock, err = lockDir(dir); err != nil {
