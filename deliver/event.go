@@ -113,7 +113,7 @@ func (d *decoder) next(i, end int) (num, wt int, a, b int, v uint64, n int, err 
 		return 0, 0, 0, 0, 0, 0, err
 	}
 	num, wt = int(key>>3), int(key&7)
-	if num <= 0 {
+	if key>>3 == 0 || key>>3 > 1<<29-1 {
 		return 0, 0, 0, 0, 0, 0, wireErr("bad field number")
 	}
 	switch wt {

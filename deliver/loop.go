@@ -192,7 +192,7 @@ func (l *Loop) deliver(ctx context.Context, rec *spool.Record) error {
 			}
 			if i < 0 {
 				rest = nil
-				break
+				continue
 			}
 			delivered += i
 			rest, attempt = rest[i+1:], 0
