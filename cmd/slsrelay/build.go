@@ -20,8 +20,13 @@ import (
 // build.go turns the YAML config into each component's plain Options. It
 // opens nothing; run.go does.
 
+// checkpointOptions: a corrupt checkpoint database is moved aside and the
+// relay starts with an empty one, loudly. That is safe: the SLS
+// consumer-group checkpoint never passes the local one, so starting from it
+// re-spools at most what was spooled since (duplicates, never loss), and an
+// unattended relay must not refuse to start.
 func checkpointOptions(_ *Config, log *slog.Logger) checkpoint.Options {
-	return checkpoint.Options{Logger: log}
+	return checkpoint.Options{Logger: log, OnCorrupt: checkpoint.CorruptMoveAside}
 }
 
 func spoolDir(c *Config, sink string) string { return filepath.Join(c.DataDir, "spool", sink) }
