@@ -16,8 +16,10 @@ package deliver
 // {{ref}} placeholders; ref is one of project, logstore, shard, topic, source,
 // tag:KEY (a LogTag, "__hostname__" or "__tag__:__hostname__"), field:KEY (a
 // log content) — or several separated by "|", the first non-empty wins:
-// "{{field:host|tag:__hostname__|source}}", "sls_{{project}}". A template
-// that renders empty leaves the key out, so the token's default applies.
+// "{{field:host|tag:__hostname__|source}}", "sls_{{project}}". When a
+// placeholder has no value (or the whole template renders empty) the key is
+// left out, so the token's default applies: "idx_{{field:tenant}}" on an
+// event without "tenant" sends no "index" rather than "idx_".
 
 import (
 	"fmt"
@@ -137,8 +139,8 @@ func (r tmplRef) value(e *Event, m *Meta, scratch []byte) string {
 	return ""
 }
 
-// appendJSONField appends `,"key":"value"` (or `"key":"value"` when first)
-// for the rendered template, or nothing when it renders empty.
+// appendJSONField appends `,"key":"value"` for the rendered template, or
+// nothing when it renders empty or a placeholder has no value.
 func (t *template) appendJSONField(dst []byte, key string, e *Event, m *Meta) []byte {
 	if t == nil {
 		return dst
@@ -163,11 +165,16 @@ func (t *template) appendJSONField(dst []byte, key string, e *Event, m *Meta) []
 			dst = appendJSONStringBody(dst, p.lit)
 			continue
 		}
+		found := false
 		for _, r := range p.alts {
 			if v := r.value(e, m, scratch[:]); v != "" {
 				dst = appendJSONStringBody(dst, v)
+				found = true
 				break
 			}
+		}
+		if !found {
+			return dst[:start]
 		}
 	}
 	if len(dst) == valStart {
