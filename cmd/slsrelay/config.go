@@ -29,7 +29,14 @@ type Config struct {
 	ShutdownTimeout Duration     `yaml:"shutdown_timeout"`
 	// DrainOnly delivers what is in the spool and pulls nothing from SLS: the
 	// way to empty the data directory of a relay that was replaced.
-	DrainOnly bool `yaml:"drain_only"`
+	DrainOnly bool          `yaml:"drain_only"`
+	Metrics   MetricsConfig `yaml:"metrics"`
+}
+
+// MetricsConfig exposes Prometheus metrics and a health check.
+type MetricsConfig struct {
+	// Listen, host:port, serves /metrics and /healthz; empty: off.
+	Listen string `yaml:"listen"`
 }
 
 // LogConfig selects the relay's own log output.
@@ -332,6 +339,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		e.add("shutdown_timeout", "must not be negative")
+	}
+	if c.Metrics.Listen != "" {
+		checkHostPort(e, "metrics.listen", c.Metrics.Listen)
 	}
 	c.validateSLS(e)
 	c.validateSpool(e)

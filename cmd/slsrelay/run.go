@@ -53,13 +53,17 @@ type relay struct {
 	ingest *ingest.Ingest // nil in drain-only mode
 	// statusEvery is the period of the status log line.
 	statusEvery time.Duration
+	spoolBudget int64
 }
 
 // openRelay opens everything in dependency order: the data-directory lock
 // (inside checkpoint.Open) before any file, then the spools, then sinks.
 // On error it closes what it opened.
 func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
-	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second}
+	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second, spoolBudget: spoolOptions(cfg, nil).MaxBytes}
+	if r.spoolBudget == 0 {
+		r.spoolBudget = spool.DefaultMaxBytes
+	}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -120,6 +124,9 @@ func (r *relay) Run(ctx context.Context) error {
 		g.Go(func() error { return l.Run(gctx) })
 	}
 	g.Go(func() error { r.reportStatus(gctx); return nil })
+	if addr := r.cfg.Metrics.Listen; addr != "" {
+		g.Go(func() error { return r.serveMetrics(gctx, addr) })
+	}
 	r.log.Info("relay started", slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
 		slog.Bool("drain_only", r.cfg.DrainOnly), slog.String("data_dir", r.cfg.DataDir))
 	err := g.Wait()
