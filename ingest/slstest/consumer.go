@@ -1,0 +1,235 @@
+package slstest
+
+import (
+	"net/http"
+	"sort"
+	"time"
+)
+
+// consumerGroup is the server side of the consumer-group protocol. All of
+// it is guarded by the owning logstore's mu.
+type consumerGroup struct {
+	name        string
+	timeout     int // seconds without heartbeat before a consumer is dropped
+	inOrder     bool
+	consumers   map[string]*consumerState
+	owner       map[int]string // shard → consumer it is assigned to
+	checkpoints map[int]checkpoint
+}
+
+type consumerState struct {
+	lastSeen time.Time
+	held     map[int]bool // shards the consumer said it still holds
+}
+
+type checkpoint struct {
+	cursor     string
+	updateTime int64 // unix microseconds
+	consumer   string
+}
+
+func newConsumerGroup(name string, timeout int, inOrder bool) *consumerGroup {
+	return &consumerGroup{
+		name: name, timeout: timeout, inOrder: inOrder,
+		consumers: map[string]*consumerState{}, owner: map[int]string{}, checkpoints: map[int]checkpoint{},
+	}
+}
+
+// expire drops consumers whose last heartbeat is older than the timeout;
+// their shards become free.
+func (g *consumerGroup) expire(now time.Time) {
+	for name, c := range g.consumers {
+		if now.Sub(c.lastSeen) > time.Duration(g.timeout)*time.Second {
+			delete(g.consumers, name)
+		}
+	}
+	for id, c := range g.owner {
+		if _, ok := g.consumers[c]; !ok {
+			delete(g.owner, id)
+		}
+	}
+}
+
+// finished reports whether a read-only shard has been consumed to its end.
+func (g *consumerGroup) finished(sh *shard) bool {
+	if sh.status != statusReadOnly {
+		return false
+	}
+	if sh.endSeq() == sh.first {
+		return true
+	}
+	cp, ok := g.checkpoints[sh.id]
+	if !ok {
+		return false
+	}
+	v, ok := decodeCursor(cp.cursor)
+	return ok && v-sh.base >= sh.endSeq()
+}
+
+// assignable lists the shards to hand out: every readwrite shard and every
+// read-only shard not yet consumed to its end; with inOrder, a shard only
+// once the shards it came from are finished.
+func (g *consumerGroup) assignable(ls *logstore) []int {
+	byID := map[int]*shard{}
+	for _, sh := range ls.shards {
+		byID[sh.id] = sh
+	}
+	var ids []int
+	for _, sh := range ls.shards {
+		if g.finished(sh) {
+			continue
+		}
+		ready := true
+		if g.inOrder {
+			for _, p := range sh.parents {
+				if ps, ok := byID[p]; ok && !g.finished(ps) {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			ids = append(ids, sh.id)
+		}
+	}
+	return ids
+}
+
+// rebalance keeps current assignments where it can and spreads the rest so
+// that live consumers hold n/k or n/k+1 shards each.
+func (g *consumerGroup) rebalance(ls *logstore) {
+	names := make([]string, 0, len(g.consumers))
+	for n := range g.consumers {
+		names = append(names, n)
+	}
+	ids := g.assignable(ls)
+	want := map[int]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	owned := map[string][]int{}
+	for id, c := range g.owner {
+		if !want[id] {
+			delete(g.owner, id)
+			continue
+		}
+		owned[c] = append(owned[c], id)
+	}
+	if len(names) == 0 {
+		return
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if a, b := len(owned[names[i]]), len(owned[names[j]]); a != b {
+			return a > b
+		}
+		return names[i] < names[j]
+	})
+	base, extra := len(ids)/len(names), len(ids)%len(names)
+	quota := map[string]int{}
+	for i, n := range names {
+		quota[n] = base
+		if i < extra {
+			quota[n]++
+		}
+		sort.Ints(owned[n])
+		for len(owned[n]) > quota[n] {
+			last := owned[n][len(owned[n])-1]
+			delete(g.owner, last)
+			owned[n] = owned[n][:len(owned[n])-1]
+		}
+	}
+	for _, id := range ids {
+		if _, ok := g.owner[id]; ok {
+			continue
+		}
+		best := ""
+		for _, n := range names {
+			if len(owned[n]) < quota[n] && (best == "" || len(owned[n]) < len(owned[best])) {
+				best = n
+			}
+		}
+		if best == "" {
+			break
+		}
+		g.owner[id] = best
+		owned[best] = append(owned[best], id)
+	}
+}
+
+// heartbeat records that consumer is alive and holds held, and answers the
+// shards it should hold. A shard moving between consumers is handed to the
+// new one only once the old one stopped reporting it, as the service does,
+// so two consumers never work on one shard at once.
+func (g *consumerGroup) heartbeat(ls *logstore, consumer string, held []int, now time.Time) []int {
+	c, ok := g.consumers[consumer]
+	if !ok {
+		c = &consumerState{}
+		g.consumers[consumer] = c
+	}
+	c.lastSeen = now
+	c.held = map[int]bool{}
+	for _, id := range held {
+		c.held[id] = true
+	}
+	g.expire(now)
+	g.rebalance(ls)
+	out := []int{}
+	for id, owner := range g.owner {
+		if owner != consumer || g.heldByOther(id, consumer) {
+			continue
+		}
+		out = append(out, id)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func (g *consumerGroup) heldByOther(id int, consumer string) bool {
+	for name, c := range g.consumers {
+		if name != consumer && c.held[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// updateCheckpoint applies the service's rules: without force, only the
+// consumer the shard is assigned to may move its checkpoint.
+func (g *consumerGroup) updateCheckpoint(ls *logstore, consumer string, shardID int, cursor string, force bool, now time.Time) *apiError {
+	if _, err := ls.shard(shardID); err != nil {
+		return errf(http.StatusBadRequest, codeShardNotExist, "shard %d does not exist", shardID)
+	}
+	if _, ok := decodeCursor(cursor); !ok {
+		return errf(http.StatusBadRequest, codeInvalidCursor, "checkpoint %q is not a valid cursor", cursor)
+	}
+	if !force {
+		g.expire(now)
+		if _, ok := g.consumers[consumer]; !ok {
+			return errf(http.StatusBadRequest, codeConsumerNotExist, "consumer %s does not exist in consumer group %s", consumer, g.name)
+		}
+		if g.owner[shardID] != consumer {
+			return errf(http.StatusBadRequest, codeConsumerNotMatch, "consumer %s does not hold shard %d", consumer, shardID)
+		}
+	}
+	g.checkpoints[shardID] = checkpoint{cursor: cursor, updateTime: now.UnixMicro(), consumer: consumer}
+	return nil
+}
+
+type checkpointJSON struct {
+	Shard      int    `json:"shard"`
+	Checkpoint string `json:"checkpoint"`
+	UpdateTime int64  `json:"updateTime"`
+	Consumer   string `json:"consumer"`
+}
+
+// checkpointList answers GetCheckPoint: one entry per shard, shard < 0 = all.
+func (g *consumerGroup) checkpointList(ls *logstore, shardID int) []checkpointJSON {
+	out := []checkpointJSON{}
+	for _, sh := range ls.shards {
+		if shardID >= 0 && sh.id != shardID {
+			continue
+		}
+		cp := g.checkpoints[sh.id]
+		out = append(out, checkpointJSON{sh.id, cp.cursor, cp.updateTime, cp.consumer})
+	}
+	return out
+}
