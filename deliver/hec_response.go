@@ -102,12 +102,9 @@ func truncateText(s string) string {
 
 // Splunk HEC status codes ("code" in answers) the classification cares about.
 const (
-	hecCodeInvalidFormat    = 6
 	hecCodeIncorrectIndex   = 7
 	hecCodeChannelMissing   = 10
 	hecCodeInvalidChannel   = 11
-	hecCodeEventRequired    = 12
-	hecCodeEventBlank       = 13
 	hecCodeAckDisabled      = 14
 	hecCodeQueryAuthDisable = 16
 )
@@ -116,7 +113,8 @@ const (
 //
 //	2xx                                   → success
 //	408, 429, 5xx (503 code 9 included)   → Transient
-//	400 code 6/12/13 with event number N  → Permanent, EventIndex N
+//	400 other codes (6, 12, 13, 15…)       → Permanent, EventIndex N when the
+//	                                        answer has invalid-event-number N
 //	400 code 7 (incorrect index)          → Config
 //	400 code 10/11/14/16 (channel, ack, query auth) → Config
 //	401, 403                              → Config
@@ -145,11 +143,9 @@ func classifyHEC(status int, body []byte) *Error {
 		case hecCodeIncorrectIndex, hecCodeChannelMissing, hecCodeInvalidChannel,
 			hecCodeAckDisabled, hecCodeQueryAuthDisable:
 			e.Kind = Config
-		case hecCodeInvalidFormat, hecCodeEventRequired, hecCodeEventBlank:
+		default: // 5 no data, 6 invalid format, 12/13 event missing/blank, 15 indexed fields…
 			e.Kind = Permanent
 			e.EventIndex = r.InvalidEvent
-		default:
-			e.Kind = Permanent
 		}
 	case status >= 400 && status <= 499:
 		e.Kind = Permanent
