@@ -22,7 +22,7 @@ const (
 	DefaultHECTimeout         = 30 * time.Second
 	DefaultHECAckPollInterval = time.Second
 	DefaultHECAckTimeout      = 2 * time.Minute
-	DefaultHECConcurrency     = 4
+	DefaultHECConcurrency     = 1
 	DefaultHECHost            = "{{source}}"
 	DefaultHECSource          = "sls:{{project}}:{{logstore}}"
 	DefaultHECName            = "hec"
@@ -79,7 +79,10 @@ type HECOptions struct {
 	// (default 2 min).
 	AckTimeout time.Duration
 
-	// Concurrency is the number of requests in flight per batch (default 4).
+	// Concurrency is the number of requests in flight per batch (default 1).
+	// Above 1 a batch cut into several requests is pipelined and its events
+	// may reach the SIEM out of order (batches themselves stay in order;
+	// Splunk orders by event time). A Permanent EventIndex stays exact.
 	Concurrency int
 	// Retry paces transient retries (zero: DefaultRetryMin/Max).
 	Retry RetryPolicy
