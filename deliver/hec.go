@@ -104,8 +104,10 @@ type HEC struct {
 	client   *retryablehttp.Client
 	gz       gzipPool
 	retries  atomic.Uint64
-	retryLog logEvery
-	closed   atomic.Bool
+	// avgEventBytes is the mean HEC JSON size per event of the last batch.
+	avgEventBytes atomic.Int64
+	retryLog      logEvery
+	closed        atomic.Bool
 }
 
 var _ Sink = (*HEC)(nil)
@@ -379,13 +381,15 @@ type encoded struct {
 }
 
 func (h *HEC) encode(evs []Event) *encoded {
-	enc := &encoded{buf: make([]byte, 0, 512*len(evs)), offs: make([]int, 0, len(evs)+1)}
+	per := max(256, h.avgEventBytes.Load()) // sized from the last batch: no regrowth
+	enc := &encoded{buf: make([]byte, 0, (per+per/8)*int64(len(evs))), offs: make([]int, 0, len(evs)+1)}
 	var mc metaCache
 	for k := range evs {
 		enc.offs = append(enc.offs, len(enc.buf))
 		enc.buf = h.format.appendEvent(enc.buf, &evs[k], &mc)
 	}
 	enc.offs = append(enc.offs, len(enc.buf))
+	h.avgEventBytes.Store(int64(len(enc.buf) / len(evs)))
 	return enc
 }
 
