@@ -93,6 +93,7 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 func (c *consumer) stop() { c.cut.Store(false); c.w.StopAndWait() }
 
 func TestConsumer_ReadsEveryLogOnce(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{})
 	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 100_000, 100, 1)
 	if err != nil {
@@ -114,6 +115,7 @@ func TestConsumer_ReadsEveryLogOnce(t *testing.T) {
 }
 
 func TestConsumer_Failover(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 6}}})
 	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 30_000, 100, 2)
 	if err != nil {
@@ -177,6 +179,7 @@ func TestConsumer_Failover(t *testing.T) {
 }
 
 func TestConsumer_CheckpointsPersist(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{})
 	first, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 10_000, 50, 4)
 	if err != nil {
@@ -206,6 +209,7 @@ func TestConsumer_CheckpointsPersist(t *testing.T) {
 }
 
 func TestConsumer_CursorPosition(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{})
 	old, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 2_000, 50, 6)
 	if err != nil {
@@ -264,6 +268,7 @@ func TestConsumer_CursorPosition(t *testing.T) {
 }
 
 func TestConsumer_WrongSecret(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{})
 	if _, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 1_000, 50, 9); err != nil {
 		t.Fatal(err)
@@ -289,6 +294,7 @@ func TestConsumer_WrongSecret(t *testing.T) {
 }
 
 func TestConsumer_SplitShard(t *testing.T) {
+	t.Parallel()
 	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 2}}})
 	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 20_000, 20, 10)
 	if err != nil {
