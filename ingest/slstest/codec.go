@@ -15,7 +15,7 @@ import (
 
 var (
 	zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+	zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxRawBody))
 	lz4Pool    = sync.Pool{New: func() any { return new(lz4.Compressor) }}
 	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 )
@@ -36,6 +36,9 @@ func DecodePutBody(body []byte, compressType, rawSize string) ([]byte, error) {
 	case "":
 		raw = body
 	case "lz4":
+		if n > 255*len(body)+16 { // beyond lz4's best ratio: a lie, not a body
+			return nil, fmt.Errorf("%w: x-log-bodyrawsize %d for a %d-byte lz4 body", errUncompress, n, len(body))
+		}
 		raw = make([]byte, n)
 		m, err := lz4.UncompressBlock(body, raw)
 		if err != nil {
@@ -43,7 +46,7 @@ func DecodePutBody(body []byte, compressType, rawSize string) ([]byte, error) {
 		}
 		raw = raw[:m]
 	case "zstd":
-		raw, err = zstdDec.DecodeAll(body, make([]byte, 0, n))
+		raw, err = zstdDec.DecodeAll(body, make([]byte, 0, min(n, 8*len(body)+64)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: zstd: %v", errUncompress, err)
 		}

@@ -21,7 +21,7 @@ type cond struct {
 //	* | where KEY = 'VALUE'
 //	* | where KEY != 'VALUE' and "KEY 2" = 'VALUE' ...
 //
-// Keys are bare words or double-quoted; values are single-quoted ('' inside
+// Keys are bare words or double-quoted; values are single-quoted (” inside
 // a value is a quote). A log lacking KEY matches neither = nor != (SQL null
 // semantics). Anything else is rejected with 400 InvalidQueryString.
 func parseQuery(q string) (filter, error) {

@@ -57,7 +57,7 @@ type Stats struct {
 }
 
 type counters struct {
-	requests, authFailures, faults, puts, logsWritten              atomic.Int64
+	requests, authFailures, faults, puts, logsWritten            atomic.Int64
 	pulls, groupsServed, logsServed, rawBytesServed, bytesServed atomic.Int64
 }
 
