@@ -291,3 +291,36 @@ func TestServer_Errors(t *testing.T) {
 		})
 	}
 }
+
+func TestServer_MergeShards(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	c := newClient(s)
+	if err := s.Append(project, logstore, 1, slstest.NewGenerator(slstest.KindWeb, 1).LogGroup(5)); err != nil {
+		t.Fatal(err)
+	}
+	shards, err := c.MergeShards(project, logstore, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) != 3 || shards[0].ShardID != 4 || shards[0].InclusiveBeginKey != "40000000000000000000000000000000" ||
+		shards[0].ExclusiveBeginKey != "c0000000000000000000000000000000" || shards[1].Status != "readonly" || shards[2].Status != "readonly" {
+		t.Fatalf("merge answer %+v", shards)
+	}
+	t.Run("the old shard stays readable", func(t *testing.T) {
+		cur, _ := c.GetCursor(project, logstore, 1, "begin")
+		gl, _, err := c.PullLogs(project, logstore, 1, cur, "", 10)
+		if err != nil || len(gl.LogGroups) != 1 {
+			t.Fatalf("got %d groups, err %v", len(gl.GetLogGroups()), err)
+		}
+	})
+	t.Run("writes skip read-only shards", func(t *testing.T) {
+		key := "50000000000000000000000000000000"
+		if err := c.PostLogStoreLogs(project, logstore, slstest.NewGenerator(slstest.KindWeb, 2).LogGroup(3), &key); err != nil {
+			t.Fatal(err)
+		}
+		info, _ := s.Shards(project, logstore)
+		if info[4].Logs != 3 || info[1].Logs != 5 {
+			t.Fatalf("shards %+v", info)
+		}
+	})
+}
