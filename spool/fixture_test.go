@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	)
+)
 
 var update = flag.Bool("update", false, "rewrite testdata/spool fixtures")
 

@@ -29,7 +29,10 @@ func TestMain(m *testing.M) {
 
 type logWriter struct{ t testing.TB }
 
-func (w logWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
 
 func iopts(t testing.TB) Options {
 	return Options{MinFreeBytes: 1, SegmentBytes: 16 << 10, Compression: "none",
@@ -321,8 +324,8 @@ func TestSpool_StaleDiskqueueMetadata(t *testing.T) {
 // it) or the CRC check (bad payload) meets them.
 func TestSpool_CorruptWhileOpen(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		corrupt func(b []byte, frames []int64) // frames: offsets of frames
+		name     string
+		corrupt  func(b []byte, frames []int64) // frames: offsets of frames
 		wantLost []int
 	}{
 		{"payload byte flipped", func(b []byte, fr []int64) { b[fr[3]+4+fixedHeaderBytes+20] ^= 0xff }, []int{3}},

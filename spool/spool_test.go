@@ -19,7 +19,10 @@ func testLogger(t testing.TB) *slog.Logger {
 
 type tWriter struct{ t testing.TB }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
 
 func testOptions(t testing.TB) spool.Options {
 	return spool.Options{MinFreeBytes: 1, SegmentBytes: 64 << 10, Logger: testLogger(t)}
