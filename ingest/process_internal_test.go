@@ -202,4 +202,3 @@ func TestWorker_ProcessEmptyPull(t *testing.T) {
 		}
 	})
 }
-

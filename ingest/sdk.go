@@ -19,7 +19,9 @@ import (
 // heartbeat at info, so its info and debug become debug here.
 type sdkLogger struct{ log *slog.Logger }
 
-func newSDKLogger(l *slog.Logger) sdkLogger { return sdkLogger{l.With(slog.String("component", "sls-sdk"))} }
+func newSDKLogger(l *slog.Logger) sdkLogger {
+	return sdkLogger{l.With(slog.String("component", "sls-sdk"))}
+}
 
 func (s sdkLogger) Log(keyvals ...any) error {
 	lvl := slog.LevelDebug

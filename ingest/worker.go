@@ -41,7 +41,7 @@ type pending struct {
 
 type workerStats struct {
 	pulls, logs, bytes, gaps atomic.Int64
-	lastCommit              atomic.Int64 // unix nanoseconds
+	lastCommit               atomic.Int64 // unix nanoseconds
 }
 
 // WorkerStats is a snapshot of a worker's counters.
@@ -121,6 +121,12 @@ func (w *Worker) Stats() WorkerStats {
 // Run consumes until ctx ends (nil) or a fatal error. It restarts the SDK
 // consumer after handling an aged-out checkpoint.
 func (w *Worker) Run(ctx context.Context) error {
+	// The consumer library creates the group once, at construction, and
+	// never again: if SLS is unreachable then, it heartbeats a missing group
+	// for ever. So the group must exist before the library starts.
+	if err := w.ensureGroup(ctx); err != nil {
+		return nil // ctx ended
+	}
 	for {
 		procCtx, cancelProc := context.WithCancel(ctx)
 		cw := consumer.InitConsumerWorkerWithCheckpointTracker(w.loghubConfig(), w.processFunc(procCtx))
@@ -148,6 +154,42 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// ensureGroup creates the consumer group, retrying with backoff (up to 30 s
+// apart) until SLS answers or ctx ends; an existing group is fine.
+func (w *Worker) ensureGroup(ctx context.Context) error {
+	cg := sls.ConsumerGroup{ConsumerGroupName: w.src.ConsumerGroup, Timeout: w.heartbeatTimeout()}
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := w.client.CreateConsumerGroup(w.src.Project, w.src.Logstore, cg)
+		var se *sls.Error
+		if err == nil || errors.As(err, &se) && se.Code == "ConsumerGroupAlreadyExist" {
+			return nil
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			w.log.Warn("cannot create the consumer group yet; retrying", slog.String("group", w.src.ConsumerGroup),
+				slog.Int("attempt", attempt), slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// heartbeatTimeout is the group's timeout in seconds, as the SDK computes it.
+func (w *Worker) heartbeatTimeout() int {
+	c := w.loghubConfig()
+	if c.HeartbeatTimeoutInSecond > 0 {
+		return c.HeartbeatTimeoutInSecond
+	}
+	if c.HeartbeatIntervalInSecond > 0 {
+		return 3 * c.HeartbeatIntervalInSecond
+	}
+	return 60
 }
 
 // stopConsumer stops the SDK worker, which flushes the SLS checkpoints of

@@ -63,7 +63,7 @@ func (w *world) config() *Config {
 		Sources: []Source{{Project: testProject, Logstore: testLogstore,
 			HeartbeatInterval: Duration(time.Second), FetchInterval: Duration(50 * time.Millisecond),
 			CheckpointInterval: Duration(500 * time.Millisecond)}},
-		Spool:           SpoolConfig{MaxBytes: 256 << 20, MinFreeBytes: 16 << 20, SegmentBytes: 4 << 20},
+		Spool:           SpoolConfig{MaxBytes: 256 << 20, MinFreeBytes: 16 << 20},
 		Sinks:           []SinkConfig{{Type: "hec", HEC: &HECConfig{URL: w.hec.URL(), Token: testToken}}},
 		ShutdownTimeout: Duration(10 * time.Second),
 	}

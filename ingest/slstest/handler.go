@@ -64,7 +64,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rq.body = body
 	rq.write = r.Method == http.MethodPost && len(rq.parts) >= 2 && rq.parts[0] == "logstores" &&
 		(len(rq.parts) == 2 || (len(rq.parts) == 4 && rq.parts[2] == "shards" && rq.parts[3] == "route"))
-	if rq.fail != "" && !(rq.write && rq.fail == FailGarbage) {
+	// A garbled or truncated answer still carries a 2xx status line: the
+	// server did the work and only the answer is damaged on the way back.
+	// So a call that changes state is carried out before its answer is.
+	damaged := (rq.fail == FailGarbage || rq.fail == FailTruncated) && r.Method != http.MethodGet
+	if rq.fail != "" && !damaged {
 		s.stats.faults.Add(1)
 		s.injectFailure(rq)
 		return
@@ -79,8 +83,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(rq, errf(http.StatusBadRequest, codeNotSupported, "slstest: calls without a project in the Host header are not emulated (%s %s)", r.Method, r.URL.Path))
 		return
 	}
+	if damaged {
+		w, fail := rq.w, rq.fail
+		rq.w, rq.fail = discardWriter{http.Header{}}, ""
+		s.route(rq)
+		rq.w, rq.fail = w, fail
+		s.stats.faults.Add(1)
+		s.injectFailure(rq)
+		return
+	}
 	s.route(rq)
 }
+
+// discardWriter swallows an answer whose delivery a fault damages.
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardWriter) WriteHeader(int)             {}
 
 // route dispatches an authenticated request.
 func (s *Server) route(rq *request) {
