@@ -126,6 +126,8 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 			o.DisableGzip = true
 		}
 		return deliver.NewHEC(o)
+	case "syslog":
+		return newSyslogSink(s, log)
 	default:
 		return nil, fmt.Errorf("sink %q: unknown type %q", s.Name, s.Type)
 	}

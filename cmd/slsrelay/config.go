@@ -102,8 +102,9 @@ type SinkConfig struct {
 	Type string `yaml:"type"` // hec
 	// RateLimit caps delivery in events per second (0: unlimited), so that a
 	// SIEM back from maintenance is not flooded by the backlog.
-	RateLimit float64    `yaml:"rate_limit"`
-	HEC       *HECConfig `yaml:"hec"`
+	RateLimit float64       `yaml:"rate_limit"`
+	HEC       *HECConfig    `yaml:"hec"`
+	Syslog    *SyslogConfig `yaml:"syslog"`
 }
 
 // HECConfig configures a Splunk HTTP Event Collector sink.
@@ -481,10 +482,16 @@ func (s *SinkConfig) validate(path string, e *ConfigError) {
 			return
 		}
 		s.HEC.validate(path+".hec", e)
+	case "syslog":
+		if s.Syslog == nil {
+			e.add(path+".syslog", "is required for type syslog")
+			return
+		}
+		s.Syslog.validate(path+".syslog", e)
 	case "":
-		e.add(path+".type", "is required (hec)")
+		e.add(path+".type", "is required (hec, syslog)")
 	default:
-		e.add(path+".type", "%q is not a known sink type (hec)", s.Type)
+		e.add(path+".type", "%q is not a known sink type (hec, syslog)", s.Type)
 	}
 }
 
