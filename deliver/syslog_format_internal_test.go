@@ -1,0 +1,141 @@
+package deliver
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func syslogEvents() []Event {
+	m := goldenMeta()
+	bare := &Meta{Project: "proj", Logstore: "audit-log"}
+	odd := &Meta{Project: "proj", Logstore: "audit-log", Shard: 1, Topic: `t"o\p]ic`, Source: "héllo",
+		Tags: []Field{{"bad key=\"x]", "v\n]\\"}, {"a-very-long-tag-key-of-more-than-32-bytes", "x"}}}
+	ev := func(sec, ns int64, m *Meta, kv ...string) Event {
+		e := Event{Time: time.Unix(sec, ns), Meta: m}
+		for i := 0; i+1 < len(kv); i += 2 {
+			e.Fields = append(e.Fields, Field{kv[i], kv[i+1]})
+		}
+		return e
+	}
+	return []Event{
+		ev(1700000000, 123456789, m, "user", "alice", "action", "login", "level", "warning"),
+		ev(1700000001, 0, bare, "msg", "two words", "empty", ""),
+		ev(1700000002, 999, odd, "quote\"back\\slash", "tab\tnl\ncr\r", "eq=key", "a=b|c^d]e", "utf8", "héllo 世界 🎉", "bad", "a\xffb\xc3", "ctl", "\x00\x01\x7f"),
+	}
+}
+
+func TestSyslogFormat_Golden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    SyslogOptions
+	}{
+		{"rfc5424-json", SyslogOptions{}},
+		{"rfc5424-json-bom-mapped", SyslogOptions{BOM: true, Facility: "local4", Severity: "{{field:level}}", ProcID: "{{shard}}", MsgID: "{{topic}}", AppName: "{{logstore}}", EnterpriseID: 12345}},
+		{"rfc5424-kv", SyslogOptions{Payload: "kv"}},
+		{"rfc5424-kv-always-comma", SyslogOptions{Payload: "kv", KVQuote: "always", KVSeparator: ", ", KVAssign: ":"}},
+		{"rfc5424-kv-never", SyslogOptions{Payload: "kv", KVQuote: "never"}},
+		{"rfc3164-kv-meta", SyslogOptions{Format: "rfc3164", Payload: "kv", PayloadMeta: true, ProcID: "{{shard}}", Hostname: "{{source}}"}},
+		{"rfc3164-json", SyslogOptions{Format: "rfc3164", AppName: "sls audit/log"}},
+		{"cef", SyslogOptions{Payload: "cef", CEFVendor: "Acme|Corp", CEFProduct: "{{logstore}}", CEFEventClass: "{{field:action|topic}}", CEFName: "{{field:action}}", CEFSeverity: "5", FieldMap: map[string]string{"user": "suser"}}},
+		{"leef-tab", SyslogOptions{Payload: "leef", LEEFEventID: "{{field:action|topic}}", PayloadMeta: true}},
+		{"leef-caret", SyslogOptions{Payload: "leef", LEEFDelimiter: "^", FieldMap: map[string]string{"user": "usrName"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Address = "127.0.0.1:514"
+			s, err := NewSyslog(tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, bad := s.encode(syslogEvents())
+			if bad != -1 {
+				t.Fatalf("bad = %d", bad)
+			}
+			var got strings.Builder
+			for i := 0; i < len(enc.offs)-1; i++ {
+				msg := enc.body(i, i+1)
+				if !utf8.Valid(msg) {
+					t.Errorf("message %d is not UTF-8", i)
+				}
+				if strings.ContainsAny(string(msg), "\r\n") {
+					t.Errorf("message %d holds a line break", i)
+				}
+				got.Write(msg)
+				got.WriteByte('\n')
+			}
+			path := filepath.Join("..", "testdata", "syslog", tc.name+".txt")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(got.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if got.String() != string(want) {
+				t.Errorf("got\n%s\nwant\n%s", got.String(), want)
+			}
+		})
+	}
+}
+
+func TestSyslog_Oversize(t *testing.T) {
+	long := strings.Repeat("é", 2000) // 4000 bytes
+	evs := []Event{{Time: time.Unix(1700000000, 0), Meta: goldenMeta(), Fields: []Field{{"a", "1"}}},
+		{Time: time.Unix(1700000000, 0), Meta: goldenMeta(), Fields: []Field{{"big", long}}}}
+	t.Run("truncate", func(t *testing.T) {
+		s, err := NewSyslog(SyslogOptions{Address: "127.0.0.1:514", Network: "udp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, bad := s.encode(evs)
+		msg := enc.body(1, 2)
+		if bad != -1 || len(msg) > DefaultSyslogUDPMaxBytes || !strings.HasSuffix(string(msg), SyslogTruncationMarker) || !utf8.Valid(msg) {
+			t.Errorf("bad %d, message of %d bytes: ...%q", bad, len(msg), msg[len(msg)-40:])
+		}
+	})
+	t.Run("dead-letter", func(t *testing.T) {
+		s, err := NewSyslog(SyslogOptions{Address: "127.0.0.1:514", Network: "udp", Oversize: "dead-letter"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, bad := s.encode(evs)
+		if bad != 1 || len(enc.offs) != 2 {
+			t.Errorf("bad %d, %d messages; want 1, 1", bad, len(enc.offs)-1)
+		}
+	})
+}
+
+func TestSyslogOptions_Errors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    SyslogOptions
+		want string
+	}{
+		{"no address", SyslogOptions{}, "Address"},
+		{"network", SyslogOptions{Address: "h:1", Network: "sctp"}, "Network"},
+		{"udp tls", SyslogOptions{Address: "h:1", Network: "udp", TLS: true}, "TLS is not available"},
+		{"framing", SyslogOptions{Address: "h:1", Framing: "lf"}, "Framing"},
+		{"payload", SyslogOptions{Address: "h:1", Payload: "xml"}, "Payload"},
+		{"facility", SyslogOptions{Address: "h:1", Facility: "local9"}, "Facility"},
+		{"severity", SyslogOptions{Address: "h:1", Severity: "loud"}, "Severity"},
+		{"leef delimiter", SyslogOptions{Address: "h:1", LEEFDelimiter: "=="}, "LEEFDelimiter"},
+		{"template", SyslogOptions{Address: "h:1", Hostname: "{{nope}}"}, "Hostname"},
+		{"max bytes", SyslogOptions{Address: "h:1", MaxMessageBytes: 10}, "MaxMessageBytes"},
+		{"cert", SyslogOptions{Address: "h:1", Network: "tls", CertFile: "x"}, "CertFile and KeyFile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewSyslog(tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error about %s", err, tc.want)
+			}
+		})
+	}
+}
