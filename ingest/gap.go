@@ -50,7 +50,7 @@ func (g *gapDetector) wrap(rt http.RoundTripper) http.RoundTripper {
 	}
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		resp, err := rt.RoundTrip(req)
-		if err != nil || resp.StatusCode < 400 || req.Method != http.MethodGet || req.URL.Query().Get("type") != "log" {
+		if err != nil || resp.StatusCode < 400 || req.Method != http.MethodGet || req.URL.Query().Get("type") != "logs" {
 			return resp, err
 		}
 		m := pullPath.FindStringSubmatch(req.URL.Path)

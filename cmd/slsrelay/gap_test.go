@@ -42,6 +42,13 @@ func TestRelay_AgedOutCheckpoint(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	rr = startRelay(t, cfg, log)
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("relay log:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
 	waitFor(t, time.Minute, "batch C delivered after the gap", func() bool {
 		_, _, byID := received(w.hec)
 		for id := range c.logs {
