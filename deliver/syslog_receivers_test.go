@@ -3,7 +3,6 @@ package deliver_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -375,4 +374,43 @@ func BenchmarkSyslog_Rsyslog(b *testing.B) {
 	}
 }
 
-var _ = fmt.Sprint
+func TestSyslog_Failures(t *testing.T) {
+	dir := t.TempDir()
+	certs := syslogtest.NewCerts(t, dir)
+	other := syslogtest.NewCerts(t, t.TempDir())
+	rs := syslogtest.StartRsyslog(t, syslogtest.RsyslogOptions{TLS: true, RELP: true,
+		CAFile: certs.CAFile, CertFile: certs.ServerCert, KeyFile: certs.ServerKey})
+	t.Run("unknown CA is a config error", func(t *testing.T) {
+		s := newSyslogSink(t, deliver.SyslogOptions{Network: "tls", Address: rs.TLSAddr, CAFile: other.CAFile})
+		err := s.Send(context.Background(), runBatches(t, "ca", 1, 1)[0])
+		if deliver.KindOf(err) != deliver.Config {
+			t.Errorf("got %v, want a Config error", err)
+		}
+	})
+	for _, network := range []string{"tcp", "relp"} {
+		t.Run(network+" receiver down: retried until cancelled, then delivered", func(t *testing.T) {
+			down := syslogtest.StartRsyslog(t, syslogtest.RsyslogOptions{TCP: true, RELP: true})
+			a := down.TCPAddr
+			if network == "relp" {
+				a = down.RELPAddr
+			}
+			down.Stop()
+			s := newSyslogSink(t, deliver.SyslogOptions{Network: network, Address: a})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			b := runBatches(t, "down "+network, 1, 10)[0]
+			if err := s.Send(ctx, b); err != context.DeadlineExceeded {
+				t.Fatalf("got %v, want context.DeadlineExceeded", err)
+			}
+			if s.Retries() == 0 {
+				t.Error("no retries counted")
+			}
+			down.Restart()
+			sendAll(t, s, []*deliver.Batch{b})
+			recs := down.WaitRecords(10, 20*time.Second)
+			if ta := checkRecords(t, recs, "down "+network, false, true); ta.total != 10 {
+				t.Errorf("received %d, want 10", ta.total)
+			}
+		})
+	}
+}
