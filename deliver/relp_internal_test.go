@@ -13,7 +13,7 @@ func TestReadRELPFrame(t *testing.T) {
 		bad      bool
 	}{
 		{"rsp ok", "2 rsp 6 200 OK\n", relpFrame{2, "rsp", "200 OK"}, false},
-		{"open answer", "1 rsp 20 200 OK\ncommands=syslog\n", relpFrame{1, "rsp", "200 OK\ncommands=syslog"}, false},
+		{"open answer", "1 rsp 22 200 OK\ncommands=syslog\n", relpFrame{1, "rsp", "200 OK\ncommands=syslog"}, false},
 		{"no data", "0 serverclose 0\n", relpFrame{0, "serverclose", ""}, false},
 		{"refused", "7 rsp 9 500 error\n", relpFrame{7, "rsp", "500 error"}, false},
 		{"bad trailer", "2 rsp 6 200 OKX", relpFrame{}, true},
