@@ -39,14 +39,20 @@ const (
 	evSyncError
 	// evDiverged: diskqueue moved its write position on its own.
 	evDiverged
+	// evJump: diskqueue renamed its read segment .bad and jumped to the
+	// next one (always right after an evReadError); it moved its write
+	// position too unless the segment was complete.
+	evJump
 )
 
 // dqLogger adapts go-diskqueue's printf callback to slog: INFO becomes
 // Debug, repeated WARN/ERROR messages of one kind are rate-limited, and the
-// messages the spool must act on are turned into events.
+// messages the spool must act on are turned into events. onEvent returns
+// true when the event is expected and harmless (a complete segment read to
+// its end): the message is then logged at Debug.
 type dqLogger struct {
 	log     *slog.Logger
-	onEvent func(dqEvent)
+	onEvent func(dqEvent) bool
 	every   time.Duration
 
 	mu   sync.Mutex
@@ -54,18 +60,19 @@ type dqLogger struct {
 	supp map[string]int
 }
 
-func newDQLogger(log *slog.Logger, onEvent func(dqEvent)) *dqLogger {
+func newDQLogger(log *slog.Logger, onEvent func(dqEvent) bool) *dqLogger {
 	return &dqLogger{log: log, onEvent: onEvent, every: 10 * time.Second,
 		last: map[string]time.Time{}, supp: map[string]int{}}
 }
 
 func (l *dqLogger) logf(lvl diskqueue.LogLevel, f string, args ...any) {
-	l.classify(f, args)
+	benign := l.classify(f, args)
 	level := slog.LevelDebug
-	switch lvl {
-	case diskqueue.WARN:
+	switch {
+	case benign:
+	case lvl == diskqueue.WARN:
 		level = slog.LevelWarn
-	case diskqueue.ERROR, diskqueue.FATAL:
+	case lvl == diskqueue.ERROR, lvl == diskqueue.FATAL:
 		level = slog.LevelError
 	}
 	if !l.log.Enabled(context.Background(), level) {
@@ -95,10 +102,11 @@ func (l *dqLogger) logf(lvl diskqueue.LogLevel, f string, args ...any) {
 }
 
 // classify recognises the go-diskqueue messages (pinned version) that carry
-// state the spool must know about.
-func (l *dqLogger) classify(f string, args []any) {
+// state the spool must know about, and reports whether onEvent found the
+// message benign.
+func (l *dqLogger) classify(f string, args []any) bool {
 	if l.onEvent == nil {
-		return
+		return false
 	}
 	switch {
 	case strings.Contains(f, "reading at %d of %s"):
@@ -108,16 +116,18 @@ func (l *dqLogger) classify(f string, args []any) {
 			ev.file, _ = args[2].(string)
 			ev.err = fmt.Sprint(args[3])
 		}
-		l.onEvent(ev)
+		return l.onEvent(ev)
 	case strings.Contains(f, "failed to sync"):
 		ev := dqEvent{kind: evSyncError}
 		if len(args) >= 2 {
 			ev.err = fmt.Sprint(args[1])
 		}
-		l.onEvent(ev)
+		return l.onEvent(ev)
+	case strings.Contains(f, "jump to next file"):
+		return l.onEvent(dqEvent{kind: evJump})
 	case strings.Contains(f, "skipping to next writeFileNum"),
-		strings.Contains(f, "skipping to new file"),
-		strings.Contains(f, "jump to next file"):
-		l.onEvent(dqEvent{kind: evDiverged})
+		strings.Contains(f, "skipping to new file"):
+		return l.onEvent(dqEvent{kind: evDiverged})
 	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,19 @@ import (
 // framing cost only the records they overlap). The same salvage runs when,
 // while reading, a record fails its CRC or diskqueue reports a read error
 // and renames a segment to .bad (it would skip the rest of the file).
+// A salvage that keeps nothing removes the segment unless it is the last
+// one (an empty segment would be an end of file for diskqueue to trip on).
+// If a repair meets the same failure again without Peek having returned a
+// record since, salvage cannot fix it: after maxRepairRuns Peek returns a
+// sticky error instead of looping.
+//
+// Not a read error: go-diskqueue (pinned version) reports io.EOF when its
+// reader was caught up at the end of the write segment and the writer rolled
+// to the next one; it then renames the old segment .bad and moves on, which
+// is right. The spool recognises that case (segmentEnd), logs it at Debug,
+// deletes the .bad file (dropEnded) and does not repair; a .bad file of
+// valid, acknowledged frames found at Open (a crash before the delete) is
+// deleted too.
 
 type layout struct {
 	readFile, readPos, writeFile, writePos int64
@@ -87,17 +101,38 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 	if err != nil {
 		return lay, err
 	}
+	// diskqueue is closed: its metadata temporaries left by a crash can go.
+	if ents, err := os.ReadDir(s.dir); err == nil {
+		meta := filepath.Base(metaPath(s.dir)) + "."
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), meta) && strings.HasSuffix(e.Name(), ".tmp") {
+				os.Remove(filepath.Join(s.dir, e.Name()))
+			}
+		}
+	}
 	for _, n := range bads {
+		bad := segPath(s.dir, n) + badSuffix
 		if slices.Contains(segs, n) { // already salvaged
-			if err := os.Remove(segPath(s.dir, n) + badSuffix); err != nil {
+			if err := os.Remove(bad); err != nil {
 				return lay, fmt.Errorf("remove salvaged segment: %w", err)
+			}
+			continue
+		}
+		// A segment diskqueue read to its end (see segmentEnd) and whose
+		// removal a crash prevented: every frame valid and acknowledged.
+		if sc, err := scanSegment(bad, 0, true, acked, s.opts.MaxRecordBytes); err == nil && sc.badAt < 0 && sc.unacked == 0 {
+			s.log.Info("removing fully read segment", logKeySegment, filepath.Base(bad), "frames", sc.frames)
+			if err := os.Remove(bad); err != nil {
+				return lay, fmt.Errorf("remove fully read segment: %w", err)
 			}
 			continue
 		}
 		if err := s.salvage(n, 0, false); err != nil {
 			return lay, err
 		}
-		segs = append(segs, n)
+		if _, err := os.Stat(segPath(s.dir, n)); err == nil {
+			segs = append(segs, n)
+		}
 	}
 	slices.Sort(segs)
 	if len(segs) == 0 {
@@ -255,7 +290,13 @@ func (s *Spool) salvage(n, from int64, last bool) error {
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("salvage segment: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if kept == 0 && !last {
+		// An empty segment that is not the write segment would only be an
+		// end of file for diskqueue's reader to trip on.
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("salvage segment: remove empty segment: %w", err)
+		}
+	} else if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("salvage segment: %w", err)
 	}
 	if err := syncDir(s.dir, s.h.syncFile); err != nil {
@@ -321,6 +362,10 @@ func syncPath(path string, syncFile func(*os.File) error) error {
 	return nil
 }
 
+// maxRepairRuns is how many repairs in a row may target the same place
+// before Peek fails instead.
+const maxRepairRuns = 2
+
 // repair runs when Peek meets a record that fails its CRC (headErr) or
 // diskqueue reported a read error: it stops diskqueue, salvages the
 // affected segments from the failing offset on, and reopens diskqueue from
@@ -340,6 +385,7 @@ func (s *Spool) repair(ctx context.Context, headErr error) error {
 		s.log.Warn("close diskqueue for repair", logKeyErr, err)
 	}
 	s.dq = nil // closing twice would panic
+	s.dropEnded()
 	meta, merr := readDQMeta(s.dir)
 	type target struct{ n, from int64 }
 	var targets []target
@@ -358,6 +404,26 @@ func (s *Spool) repair(ctx context.Context, headErr error) error {
 		s.log.Warn("diskqueue could not read segment; salvaging", logKeySegment, filepath.Base(ev.file),
 			logKeyOffset, ev.offset, logKeyErr, ev.err)
 		targets = append(targets, target{n, ev.offset})
+	}
+	// Salvage is deterministic: if the same targets come back with no
+	// record delivered since, another round would fail the same way, for
+	// ever. Stop and say so.
+	key := fmt.Sprint(targets)
+	if headErr != nil {
+		key += " " + headErr.Error()
+	}
+	if key == s.lastRepair {
+		s.repairRuns++
+	} else {
+		s.lastRepair, s.repairRuns = key, 1
+	}
+	if s.repairRuns > maxRepairRuns {
+		s.broken = fmt.Errorf("repair: the same read failure (segment, offset: %v) came back after %d repairs; giving up instead of looping (head error: %v)",
+			targets, maxRepairRuns, headErr)
+		// diskqueue stays closed (Put fails, see Put); the files are left
+		// as they are for an operator and the next Open.
+		s.log.Error("spool repair does not make progress; delivery stops", logKeyErr, s.broken)
+		return s.broken
 	}
 	segs, _, _ := listSegments(s.dir)
 	highest := int64(-1)

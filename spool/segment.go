@@ -49,8 +49,14 @@ func listSegments(dir string) (segs, bads []int64, err error) {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") && strings.HasPrefix(name, segPrefix) {
-			os.Remove(filepath.Join(dir, name))
+		// A salvage's temporary file (segment name + ".tmp"), left by a
+		// crash. Not diskqueue's metadata temporaries ("meta.dat.<n>.tmp"):
+		// this runs while diskqueue is open too (Sync), and removing one
+		// of those makes diskqueue's metadata rename, hence its sync, fail.
+		if tmp, ok := strings.CutSuffix(name, ".tmp"); ok {
+			if _, bad, ok := parseSegName(tmp); ok && !bad {
+				os.Remove(filepath.Join(dir, name))
+			}
 			continue
 		}
 		n, bad, ok := parseSegName(name)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -529,4 +530,119 @@ func TestSpool_KillDashNine(t *testing.T) {
 		}
 	}
 	t.Logf("%d synced, %d acked before crashes, %d delivered after; lost %d", len(synced), len(acked), len(delivered), lost)
+}
+
+// TestSpool_RepairDoesNotLoop: a record that passes its CRC but does not
+// decode survives salvage, so each repair would meet it again. Peek must
+// give up with an error after a bounded number of repairs, not spin.
+func TestSpool_RepairDoesNotLoop(t *testing.T) {
+	dir := t.TempDir()
+	s := openHooks(t, dir, iopts(t), defaultHooks())
+	f, err := encodeRecord(irec(0, 100), codecNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(f.buf[60:], 101) // payload length disagrees; the CRC is computed after
+	if err := s.dq.Put(f.seal(1)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = s.Peek(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("Peek: %v, want the repair to give up", err)
+	}
+	if _, err2 := s.Peek(ctx); err2 != err {
+		t.Fatalf("second Peek: %v, want the same sticky error", err2)
+	}
+	if err := s.Put(ctx, irec(1, 10)); err == nil {
+		t.Fatal("Put succeeded with diskqueue closed")
+	}
+	if st := s.Stats(); st.Corrupt != 0 || st.DeadLetters != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestSpool_FullyReadBadRemovedAtOpen: a segment that diskqueue read to its
+// end and renamed .bad, left behind by a crash before the spool removed it,
+// holds only acknowledged frames: Open deletes it without salvage.
+func TestSpool_FullyReadBadRemovedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	o := iopts(t)
+	s := openHooks(t, dir, o, defaultHooks())
+	for i := range 3 {
+		s.Put(ictx(t), irec(i, 500))
+	}
+	if got := drainAll(t, s); fmt.Sprint(got) != "[0 1 2]" {
+		t.Fatalf("got %v", got)
+	}
+	s.Close()
+	if err := os.Rename(segPath(dir, 0), segPath(dir, 0)+badSuffix); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(segPath(dir, 1), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openHooks(t, dir, o, defaultHooks())
+	if _, err := os.Stat(segPath(dir, 0) + badSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf(".bad file: %v, want it removed", err)
+	}
+	if _, err := os.Stat(segPath(dir, 0)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("segment 0: %v, want it not salvaged back", err)
+	}
+	s.Put(ictx(t), irec(3, 500))
+	if got := drainAll(t, s); fmt.Sprint(got) != "[3]" {
+		t.Fatalf("got %v", got)
+	}
+	if st := s.Stats(); st.Corrupt != 0 || st.DeadLetters != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestSpool_SlowSyncKeepsDiskqueueMetadata: Sync's slow path (after
+// diskqueue moved on its own) lists the directory while diskqueue runs; it
+// must not delete diskqueue's metadata temporaries (diskqueue's sync would
+// fail and the spool would refuse writes).
+func TestSpool_SlowSyncKeepsDiskqueueMetadata(t *testing.T) {
+	o := iopts(t)
+	o.SegmentBytes = 4096 // diskqueue persists its metadata at every roll
+	s := openHooks(t, t.TempDir(), o, defaultHooks())
+	ctx := ictx(t)
+	var wg sync.WaitGroup
+	stop := time.Now().Add(time.Second)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				s.diverged.Store(true)
+				if err := s.Put(ctx, irec(w*1000000+i, 1500)); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.Sync(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		for time.Now().Before(stop) {
+			r, err := s.Peek(ctx)
+			if err != nil {
+				return
+			}
+			if s.Ack(r.Seq) != nil {
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	if st := s.Stats(); st.SyncError != nil {
+		t.Fatalf("sync error %v", st.SyncError)
+	}
 }
