@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"slsrelay/internal/failpoint"
 	"slsrelay/spool"
 )
 
@@ -166,6 +167,7 @@ func (l *Loop) deliver(ctx context.Context, rec *spool.Record) error {
 		}
 		err := l.sink.Send(ctx, &Batch{Seq: rec.Seq, Events: rest})
 		if err == nil {
+			failpoint.Hit(failpoint.DeliverAfterSend)
 			delivered += len(rest)
 			l.resume()
 			break

@@ -14,6 +14,7 @@ import (
 	consumer "github.com/aliyun/aliyun-log-go-sdk/consumer"
 
 	"slsrelay/checkpoint"
+	"slsrelay/internal/failpoint"
 	"slsrelay/spool"
 )
 
@@ -309,6 +310,7 @@ func (w *Worker) process(ctx context.Context, shard int, lgl *sls.LogGroupList, 
 			return err
 		}
 	}
+	failpoint.Hit(failpoint.IngestAfterSync)
 	key := checkpoint.ShardKey{Project: w.src.Project, Logstore: w.src.Logstore, Shard: shard}
 	if err := w.opts.Checkpoints.Commit(key, checkpoint.Cursor{Cursor: next, MaxTime: rec.MaxTime, Updated: time.Now()}); err != nil {
 		return fmt.Errorf("commit local checkpoint: %w", err)
@@ -316,6 +318,7 @@ func (w *Worker) process(ctx context.Context, shard int, lgl *sls.LogGroupList, 
 	w.mu.Lock()
 	delete(w.shards, shard)
 	w.mu.Unlock()
+	failpoint.Hit(failpoint.IngestAfterCommit)
 	if err := t.SaveCheckPoint(false); err != nil {
 		return fmt.Errorf("save SLS checkpoint: %w", err)
 	}
@@ -348,6 +351,7 @@ func (w *Worker) spoolRecord(ctx context.Context, rec *spool.Record) error {
 		}
 		p.put[i] = true
 	}
+	failpoint.Hit(failpoint.IngestAfterPut)
 	for i, sp := range w.opts.Spools {
 		if err := sp.Sync(ctx); err != nil {
 			return fmt.Errorf("spool %d: sync: %w", i, err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"slsrelay/internal/failpoint"
 )
 
 // Segment files are go-diskqueue's: <dqName>.diskqueue.NNNNNN.dat, each a
@@ -106,6 +108,7 @@ func writeDQMeta(dir string, m dqMeta, syncFile func(*os.File) error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	failpoint.Hit(failpoint.SpoolMeta)
 	if err == nil {
 		err = os.Rename(tmp, metaPath(dir))
 	}

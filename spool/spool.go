@@ -25,6 +25,8 @@ import (
 	"time"
 
 	diskqueue "github.com/nsqio/go-diskqueue"
+
+	"slsrelay/internal/failpoint"
 )
 
 // Spool is a durable FIFO of Records. Put and Sync are safe for concurrent
@@ -287,6 +289,7 @@ func (s *Spool) dropEnded() {
 				logKeySegment, segName(e.n), logKeyErr, err)
 			continue
 		}
+		failpoint.Hit(failpoint.SpoolDelete)
 		if err := os.Remove(bad); err != nil {
 			s.log.Warn("remove fully read segment", logKeySegment, segName(e.n), logKeyErr, err)
 			continue
@@ -370,7 +373,8 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 		return fmt.Errorf("put: write segment: %w", err)
 	}
 	s.mu.Lock()
-	if s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes {
+	rotated := s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes
+	if rotated {
 		s.wFile++
 		s.wPos = 0
 		s.dirDirty = true
@@ -386,6 +390,9 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	s.mu.Unlock()
 	s.puts.Add(1)
 	r.Seq = seq
+	if rotated {
+		failpoint.Hit(failpoint.SpoolRotate)
+	}
 	return nil
 }
 

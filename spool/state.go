@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"slsrelay/internal/failpoint"
 )
 
 // stateFile persists what go-diskqueue does not: the highest acknowledged
@@ -81,6 +83,7 @@ func (s *stateFile) store(acked, floor uint64) error {
 	if _, err := s.f.WriteAt(b[:], int64(gen%2)*stateSlotGap); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
+	failpoint.Hit(failpoint.SpoolState)
 	if err := s.sync(s.f); err != nil {
 		return fmt.Errorf("sync state: %w", err)
 	}
