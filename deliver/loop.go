@@ -42,6 +42,11 @@ type LoopOptions struct {
 	Retry RetryPolicy
 	// Metrics hooks, each optional.
 	Metrics LoopMetrics
+	// StopGrace is how long a send in flight when Run's context ends may
+	// still take to be confirmed, so that a graceful stop does not re-send
+	// it after the restart (default 0: abandon it at once). Retries and
+	// backoff stop with the context regardless.
+	StopGrace time.Duration
 }
 
 // LoopMetrics are optional hooks called by the loop's goroutine (never
@@ -127,11 +132,14 @@ func (l *Loop) Stats() LoopStats {
 	return st
 }
 
-// Run delivers until ctx ends (then it returns nil, leaving an in-flight
-// record unacked in the queue: delivery is at least once) or until the
-// queue fails (Peek, Ack or DeadLetter errors are returned: continuing could
-// lose data). Run must not be called twice at once.
+// Run delivers until ctx ends (then it returns nil once the send in
+// flight is confirmed, within StopGrace, or else leaving that record unacked
+// in the queue: delivery is at least once) or until the queue fails (Peek,
+// Ack or DeadLetter errors are returned: continuing could lose data). Run
+// must not be called twice at once.
 func (l *Loop) Run(ctx context.Context) error {
+	sendCtx, cancel := afterGrace(ctx, l.opts.StopGrace)
+	defer cancel()
 	for {
 		rec, err := l.q.Peek(ctx)
 		if ctx.Err() != nil {
@@ -140,7 +148,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("peek: %w", err)
 		}
-		if err := l.deliver(ctx, rec); err != nil {
+		if err := l.deliver(ctx, sendCtx, rec); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -149,9 +157,20 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
+// afterGrace returns a context that ends grace after ctx ends.
+func afterGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	if grace <= 0 {
+		return ctx, func() {}
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return gctx, func() { stop(); cancel() }
+}
+
 // deliver sends one record until every event is confirmed or dead-lettered,
-// then acks it.
-func (l *Loop) deliver(ctx context.Context, rec *spool.Record) error {
+// then acks it. Sends run under sendCtx, which may outlive ctx by the stop
+// grace; waits and retries end with ctx.
+func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 	evs, err := Decode(rec)
 	if err != nil {
 		if err := l.q.DeadLetter(rec, ReasonDecode+": "+err.Error()); err != nil {
@@ -165,7 +184,7 @@ func (l *Loop) deliver(ctx context.Context, rec *spool.Record) error {
 		if err := l.lim.wait(ctx, len(rest)); err != nil {
 			return err
 		}
-		err := l.sink.Send(ctx, &Batch{Seq: rec.Seq, Events: rest})
+		err := l.sink.Send(sendCtx, &Batch{Seq: rec.Seq, Events: rest})
 		if err == nil {
 			failpoint.Hit(failpoint.DeliverAfterSend)
 			delivered += len(rest)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"slsrelay/deliver"
 	"slsrelay/spool"
@@ -216,6 +217,41 @@ func TestLoop_CancelLeavesRecordUnacked(t *testing.T) {
 	stop()
 	if len(q.Acked()) != 0 || len(q.Dead()) != 0 {
 		t.Errorf("acked %v dead %v after cancel", q.Acked(), q.Dead())
+	}
+}
+
+// Found by the chaos campaign (scenario 14, graceful stop): a send in
+// flight at SIGTERM was abandoned and re-sent after the restart. With
+// StopGrace the loop lets it finish and acks it; the next record is not sent.
+func TestLoop_StopGraceFinishesSendInFlight(t *testing.T) {
+	q := newFakeQueue(record(t, 1, numbered(0, 1)), record(t, 2, numbered(1, 1)))
+	started, release := make(chan struct{}), make(chan struct{})
+	var sends int
+	sink := &fakeSink{SendFunc: func(ctx context.Context, b *deliver.Batch) error {
+		sends++
+		if sends == 1 {
+			close(started)
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	l := deliver.NewLoop(q, sink, deliver.LoopOptions{Logger: testLogger(t, nil), StopGrace: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	<-started
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := q.Acked(); len(got) != 1 || got[0] != 1 || sends != 1 {
+		t.Errorf("acked %v after %d sends, want [1] after 1", got, sends)
 	}
 }
 
