@@ -9,18 +9,37 @@ SHORTFUZZ ?= 3s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/slsrelay
+FPBIN     := bin/slsrelay-failpoints
+CHAOS_RUN ?= TestChaos
+CHAOS_TIMEOUT ?= 90m
+# The full campaign rewrites docs/RELIABILITY.md; a partial one (CHAOS_RUN
+# naming one scenario's test) writes bin/chaos-report.md.
+CHAOS_REPORT ?= $(if $(filter TestChaos,$(CHAOS_RUN)),docs/RELIABILITY.md,bin/chaos-report.md)
 
-.PHONY: all build test demo bench fuzz lint clean
+.PHONY: all build build-failpoints test chaos demo bench fuzz lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/slsrelay
 
+# The binary with crash points compiled in (internal/failpoint), for chaos.
+build-failpoints:
+	$(GO) build -tags failpoints -ldflags "$(LDFLAGS)" -o $(FPBIN) ./cmd/slsrelay
+
 test: build
 	$(GO) vet $(PKGS)
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
+
+# The full fault campaign (cmd/slsrelay chaos_*_test.go, up to an hour): runs
+# every TestChaos_* scenario in full mode, writes $(CHAOS_REPORT) and prints
+# its summary line last. make test runs the short version of each scenario.
+chaos: build-failpoints
+	@mkdir -p bin; CHAOS=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) \
+	  $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -run '$(CHAOS_RUN)' ./cmd/slsrelay > bin/chaos.log 2>&1; st=$$?; \
+	  grep -v '^chaos:' bin/chaos.log | tail -n 40; \
+	  tail -n 1 $(CHAOS_REPORT); exit $$st
 
 demo: build
 	./$(BIN) demo
