@@ -341,6 +341,7 @@ type chaosConfig struct {
 	ShutdownTimeout time.Duration // default 10s
 	MetricsAddr     string        // "" = off
 	Checkpoint      time.Duration // checkpoint interval, default 500ms
+	HECTimeout      time.Duration // one HEC attempt, 0 = default
 }
 
 // writeConfig writes a relay config for c under the world's dir and
@@ -385,6 +386,9 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 			fmt.Fprintf(&b, "    rate_limit: %g\n", c.RateLimit)
 		}
 		fmt.Fprintf(&b, "    hec:\n      url: %s\n      token: %s\n", h.URL(), testToken)
+		if c.HECTimeout > 0 {
+			fmt.Fprintf(&b, "      timeout: %s\n", c.HECTimeout)
+		}
 		if c.Ack {
 			fmt.Fprintf(&b, "      ack: {enabled: true, poll_interval: 100ms, timeout: %s}\n", c.AckTimeout)
 		}
