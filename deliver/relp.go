@@ -123,7 +123,7 @@ func (t *relpTransport) try(ctx context.Context, enc *encoded, n int, acked []bo
 		if code, text := relpStatus(f.data); code == 200 {
 			acked[idx] = true
 		} else if rejected < 0 || idx < rejected {
-			rejected, reason = idx, text
+			rejected, reason = idx, strconv.Itoa(code)+" "+text
 		}
 		return nil
 	}
@@ -189,7 +189,7 @@ func (t *relpTransport) try(ctx context.Context, enc *encoded, n int, acked []bo
 		}
 	}
 	if rejected >= 0 {
-		return &Error{Kind: Permanent, EventIndex: rejected, Text: "relp receiver refused the message: " + reason}
+		return &Error{Kind: Permanent, EventIndex: rejected, Text: "relp receiver answered " + reason}
 	}
 	return nil
 }

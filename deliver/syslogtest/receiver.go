@@ -1,7 +1,7 @@
 // Package syslogtest starts real syslog receivers (rsyslogd, syslog-ng) on
 // loopback ports with configurations generated into a test's temporary
 // directory, reads back what they wrote, and provides an in-process fake
-// receiver (Server) with fault switches for unit tests.
+// receiver (Server, server.go) with fault switches for unit tests.
 //
 // Every process is started by the test, remembered by PID and stopped in
 // t.Cleanup; the system's syslog service is never touched. When a binary is
