@@ -305,11 +305,14 @@ func readRELPFrame(br *bufio.Reader) (relpFrame, error) {
 	if err != nil {
 		return f, err
 	}
-	if f.txnr, err = strconv.Atoi(tok); err != nil || f.txnr < 0 || f.txnr > relpMaxTxnr {
+	if f.txnr, err = strconv.Atoi(tok); err != nil || !allBytes(tok, isDigit) || f.txnr > relpMaxTxnr {
 		return f, fmt.Errorf("relp: bad txnr %q", tok)
 	}
 	if f.cmd, err = readRELPToken(br, 32); err != nil {
 		return f, err
+	}
+	if !allBytes(f.cmd, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }) {
+		return f, fmt.Errorf("relp: bad command %q", f.cmd)
 	}
 	var lenTok []byte
 	for {
@@ -319,7 +322,7 @@ func readRELPFrame(br *bufio.Reader) (relpFrame, error) {
 		}
 		if c == '\n' || c == ' ' {
 			n, err := strconv.Atoi(string(lenTok))
-			if err != nil || n < 0 || n > relpMaxFrameData || c == '\n' && n != 0 {
+			if err != nil || !allBytes(string(lenTok), isDigit) || n > relpMaxFrameData || c == '\n' && n != 0 {
 				return f, fmt.Errorf("relp: bad datalen %q", lenTok)
 			}
 			if c == '\n' {
@@ -344,6 +347,19 @@ func readRELPFrame(br *bufio.Reader) (relpFrame, error) {
 	return f, nil
 }
 
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// allBytes reports whether s is not empty and ok holds for each byte.
+func allBytes(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// readRELPToken reads 1..maxLen bytes up to a space.
 func readRELPToken(br *bufio.Reader, maxLen int) (string, error) {
 	var b []byte
 	for {
@@ -351,8 +367,11 @@ func readRELPToken(br *bufio.Reader, maxLen int) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if c == ' ' {
+		if c == ' ' && len(b) > 0 {
 			return string(b), nil
+		}
+		if c == ' ' {
+			return "", errors.New("relp: empty frame header field")
 		}
 		if len(b) >= maxLen || c == '\n' {
 			return "", fmt.Errorf("relp: bad frame header %q", b)
