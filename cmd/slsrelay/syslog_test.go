@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"slsrelay/deliver/syslogtest"
 )
 
 const syslogBase = `data_dir: /tmp/x
@@ -63,6 +68,55 @@ func TestSyslogConfig_Build(t *testing.T) {
 				t.Errorf("name %q", s.Name())
 			}
 			s.Close()
+		})
+	}
+}
+
+// TestSyslogConfig_Examples loads the syslog examples of docs/CONFIG.md from
+// testdata/config/syslog-*.yaml, builds each sink, and checks that the
+// documentation shows each file's sinks block verbatim, so neither drifts.
+func TestSyslogConfig_Examples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	syslogtest.NewCerts(t, filepath.Dir(ca))
+	env := map[string]string{"SLS_ACCESS_KEY_ID": "LTAIexample", "SLS_ACCESS_KEY_SECRET": "s3cret", "QRADAR_CA_FILE": ca}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, tc := range []struct {
+		file, network, payload string
+		check                  func(c *SyslogConfig) bool
+	}{
+		{"syslog-qradar.yaml", "tls", "leef", func(c *SyslogConfig) bool { return c.LEEF.Delimiter == "^" && c.TLS.CAFile == ca }},
+		{"syslog-arcsight.yaml", "tcp", "cef", func(c *SyslogConfig) bool { return c.Framing == "non-transparent" && c.FieldMap["user"] == "suser" }},
+		{"syslog-rsyslog-relp.yaml", "relp", "", func(c *SyslogConfig) bool { return c.RELP.Window == 1024 && c.SeverityMap["high"] == 2 }},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("../../testdata/config", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ParseConfig(bytes.NewReader(raw), lookup)
+			if err != nil {
+				t.Fatalf("the example does not parse: %v", err)
+			}
+			if len(c.Sinks) != 1 || c.Sinks[0].Syslog == nil {
+				t.Fatalf("want one syslog sink, got %+v", c.Sinks)
+			}
+			sc := c.Sinks[0].Syslog
+			if sc.Network != tc.network || sc.Payload != tc.payload || !tc.check(sc) {
+				t.Errorf("parsed as %+v", sc)
+			}
+			s, err := newSink(c.Sinks[0], slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatalf("build sink: %v", err)
+			}
+			s.Close()
+			_, block, ok := strings.Cut(string(raw), "\nsinks:\n")
+			if !ok || !strings.Contains(string(doc), "sinks:\n"+block) {
+				t.Errorf("docs/CONFIG.md does not show the sinks block of testdata/config/%s verbatim:\nsinks:\n%s", tc.file, block)
+			}
 		})
 	}
 }
