@@ -102,8 +102,11 @@ type chaosWorld struct {
 	gen     *slstest.Generator
 	next    int
 	written map[string]struct{}
+	wroteAt map[string]int64 // event id → when it was appended, unix nanos
+	shardIDs []int           // writable shards, round-robin
 	seen    []int            // per HEC: events already scanned
 	recv    map[string]int   // event id → times received (all HECs)
+	recvBy  []map[string]int // per HEC: event id → times received
 	recvAt  map[string]int64 // event id → first arrival, unix nanos
 	start   time.Time
 }
@@ -111,7 +114,7 @@ type chaosWorld struct {
 func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options) *chaosWorld {
 	t.Helper()
 	w := &chaosWorld{t: t, dir: t.TempDir(), shards: shards, gen: slstest.NewGenerator(slstest.KindAudit, seed),
-		written: map[string]struct{}{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
+		written: map[string]struct{}{}, wroteAt: map[string]int64{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
 	w.sls = slstest.NewServer(t, slstest.Options{
 		Project:    testProject,
 		Logstores:  []slstest.LogstoreOptions{{Name: testLogstore, Shards: shards}},
@@ -127,6 +130,12 @@ func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options
 		w.hecs = append(w.hecs, hectest.NewServer(t, o))
 	}
 	w.seen = make([]int, len(w.hecs))
+	for range w.hecs {
+		w.recvBy = append(w.recvBy, map[string]int{})
+	}
+	for i := 0; i < shards; i++ {
+		w.shardIDs = append(w.shardIDs, i)
+	}
 	return w
 }
 
@@ -137,21 +146,51 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 	for i := 0; i < groups; i++ {
 		w.mu.Lock()
 		lg := w.gen.LogGroup(perGroup)
-		shard := w.next % w.shards
+		shard := w.shardIDs[w.next%len(w.shardIDs)]
 		w.next++
 		w.mu.Unlock()
 		if err := w.sls.Append(testProject, testLogstore, shard, lg); err != nil {
-			w.t.Errorf("append: %v", err)
-			return n
+			// The shard was split or merged meanwhile: write elsewhere.
+			if w.refreshShards() != nil || w.sls.Append(testProject, testLogstore, w.firstShard(), lg) != nil {
+				w.t.Errorf("append: %v", err)
+				return n
+			}
 		}
+		now := time.Now().UnixNano()
 		w.mu.Lock()
 		for _, l := range lg.Logs {
-			w.written[logField(l, "event_id")] = struct{}{}
+			id := logField(l, "event_id")
+			w.written[id] = struct{}{}
+			w.wroteAt[id] = now
 		}
 		w.mu.Unlock()
 		n += len(lg.Logs)
 	}
 	return n
+}
+
+// refreshShards points the writer at the logstore's writable shards.
+func (w *chaosWorld) refreshShards() error {
+	shs, err := w.sls.Shards(testProject, testLogstore)
+	if err != nil {
+		return err
+	}
+	var ids []int
+	for _, sh := range shs {
+		if !sh.ReadOnly {
+			ids = append(ids, sh.ID)
+		}
+	}
+	w.mu.Lock()
+	w.shardIDs = ids
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *chaosWorld) firstShard() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.shardIDs[0]
 }
 
 // load writes a group of perGroup logs every period until stop is called;
@@ -193,6 +232,7 @@ func (w *chaosWorld) scan() {
 				w.recvAt[id] = now
 			}
 			w.recv[id]++
+			w.recvBy[i][id]++
 		}
 		w.seen[i] = len(evs)
 	}
@@ -212,6 +252,24 @@ func eventID(raw []byte) string {
 		return ""
 	}
 	return s[:j]
+}
+
+// watch scans arrivals every 20ms until the test ends, so that arrival
+// times (recvAt) are precise.
+func (w *chaosWorld) watch() {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(20 * time.Millisecond):
+				w.scan()
+			}
+		}
+	}()
+	w.t.Cleanup(func() { close(quit); <-done })
 }
 
 // missing is how many written ids have not arrived (dead letters not
@@ -266,12 +324,18 @@ func (w *chaosWorld) reconcile(dataDirs ...string) tally {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	tl := tally{Written: len(w.written), Reasons: reasons, Quarantined: q, QuarantinedBytes: qb}
-	for id, n := range w.recv {
-		if _, ok := w.written[id]; !ok {
-			continue
+	for id := range w.recv {
+		if _, ok := w.written[id]; ok {
+			tl.Unique++
 		}
-		tl.Unique++
-		tl.Duplicates += n - 1
+	}
+	// A duplicate is a second copy at the same sink.
+	for _, by := range w.recvBy {
+		for id, n := range by {
+			if _, ok := w.written[id]; ok {
+				tl.Duplicates += n - 1
+			}
+		}
 	}
 	for id := range w.written {
 		if w.recv[id] > 0 {
