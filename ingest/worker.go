@@ -134,6 +134,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err := w.reconcile(); err != nil {
 			w.log.Warn("could not align the SLS checkpoints with the local ones; duplicates possible, no loss", slog.Any("err", err))
 		}
+		if !settleSDKClient(cw, w.src.HTTPClient.Timeout) {
+			w.log.Debug("could not pre-set the SDK client's timeouts (SDK layout changed?)")
+		}
 		cw.Start()
 		w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
 		var gap gapEvent
@@ -352,8 +355,12 @@ func (w *Worker) spoolRecord(ctx context.Context, rec *spool.Record) error {
 		p.put[i] = true
 	}
 	failpoint.Hit(failpoint.IngestAfterPut)
+	// Once written, the record will be delivered: finish the barrier (an
+	// fsync, bounded) even if the relay is stopping, so that it is
+	// checkpointed instead of pulled and delivered again after the restart.
+	syncCtx := context.WithoutCancel(ctx)
 	for i, sp := range w.opts.Spools {
-		if err := sp.Sync(ctx); err != nil {
+		if err := sp.Sync(syncCtx); err != nil {
 			return fmt.Errorf("spool %d: sync: %w", i, err)
 		}
 	}

@@ -120,6 +120,7 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 			AckEnabled: h.Ack.Enabled, Channel: h.Ack.Channel,
 			AckPollInterval: time.Duration(h.Ack.PollInterval), AckTimeout: time.Duration(h.Ack.Timeout),
 			Concurrency: h.Concurrency,
+			Retry:       retryPolicy(s),
 			Logger:      log,
 		}
 		if h.Gzip != nil && !*h.Gzip {
@@ -131,4 +132,9 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 	default:
 		return nil, fmt.Errorf("sink %q: unknown type %q", s.Name, s.Type)
 	}
+}
+
+// retryPolicy is sinks[].retry for the transport and the delivery loop.
+func retryPolicy(s SinkConfig) deliver.RetryPolicy {
+	return deliver.RetryPolicy{Min: time.Duration(s.Retry.MinBackoff), Max: time.Duration(s.Retry.MaxBackoff)}
 }

@@ -102,9 +102,18 @@ type SinkConfig struct {
 	Type string `yaml:"type"` // hec
 	// RateLimit caps delivery in events per second (0: unlimited), so that a
 	// SIEM back from maintenance is not flooded by the backlog.
-	RateLimit float64       `yaml:"rate_limit"`
-	HEC       *HECConfig    `yaml:"hec"`
-	Syslog    *SyslogConfig `yaml:"syslog"`
+	RateLimit float64 `yaml:"rate_limit"`
+	// Retry paces retries of transient failures and of a paused sink:
+	// exponential backoff with jitter from min_backoff to max_backoff.
+	Retry  RetryConfig   `yaml:"retry"`
+	HEC    *HECConfig    `yaml:"hec"`
+	Syslog *SyslogConfig `yaml:"syslog"`
+}
+
+// RetryConfig bounds a sink's exponential backoff.
+type RetryConfig struct {
+	MinBackoff Duration `yaml:"min_backoff"`
+	MaxBackoff Duration `yaml:"max_backoff"`
 }
 
 // HECConfig configures a Splunk HTTP Event Collector sink.
@@ -474,6 +483,11 @@ func (c *Config) validateSpool(e *ConfigError) {
 func (s *SinkConfig) validate(path string, e *ConfigError) {
 	if s.RateLimit < 0 {
 		e.add(path+".rate_limit", "must not be negative")
+	}
+	if s.Retry.MinBackoff < 0 || s.Retry.MaxBackoff < 0 {
+		e.add(path+".retry", "backoffs must not be negative")
+	} else if s.Retry.MaxBackoff != 0 && s.Retry.MinBackoff > s.Retry.MaxBackoff {
+		e.add(path+".retry.min_backoff", "must not exceed max_backoff")
 	}
 	switch s.Type {
 	case "hec":

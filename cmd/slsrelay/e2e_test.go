@@ -166,10 +166,10 @@ func TestRelay_Outage(t *testing.T) {
 	cfg.Spool.MaxBytes = 4 << 20 // far below the 40,000 logs' size
 	cfg.Spool.SegmentBytes = 1 << 20
 	cfg.Sources[0].MaxFetchGroups = 5
-	w.sls.SetFaults(testProject, testLogstore, slstest.Faults{Bandwidth: 1 << 20})
-	rr := startRelay(t, cfg, nil)
+	w.sls.SetFaults(testProject, testLogstore, slstest.Faults{Bandwidth: 512 << 10})
 	exp := writeLogs(t, w.sls, shards, groups, perGroup, 11)
 	total := len(exp.logs)
+	rr := startRelay(t, cfg, nil)
 
 	worker := rr.r.ingest.Workers()[0]
 	// Until the budget is reached the SLS checkpoints keep moving (the spool
@@ -179,10 +179,10 @@ func TestRelay_Outage(t *testing.T) {
 	var last int64 = -1
 	stableSince := time.Now()
 	waitFor(t, 2*time.Minute, "ingest to stall on the full spool", func() bool {
+		n := worker.Stats().Logs
 		if cps := w.sls.Checkpoints(testProject, testLogstore, DefaultConsumerGroup); len(cps) > 0 {
 			snapshots[fmt.Sprint(cps)] = true
 		}
-		n := worker.Stats().Logs
 		if n != last {
 			last, stableSince = n, time.Now()
 		}

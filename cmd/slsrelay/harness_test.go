@@ -63,8 +63,9 @@ func (w *world) config() *Config {
 		Sources: []Source{{Project: testProject, Logstore: testLogstore,
 			HeartbeatInterval: Duration(time.Second), FetchInterval: Duration(50 * time.Millisecond),
 			CheckpointInterval: Duration(500 * time.Millisecond)}},
-		Spool:           SpoolConfig{MaxBytes: 256 << 20, MinFreeBytes: 16 << 20},
-		Sinks:           []SinkConfig{{Type: "hec", HEC: &HECConfig{URL: w.hec.URL(), Token: testToken}}},
+		Spool: SpoolConfig{MaxBytes: 256 << 20, MinFreeBytes: 16 << 20},
+		Sinks: []SinkConfig{{Type: "hec", HEC: &HECConfig{URL: w.hec.URL(), Token: testToken},
+			Retry: RetryConfig{MinBackoff: Duration(100 * time.Millisecond), MaxBackoff: Duration(2 * time.Second)}}},
 		ShutdownTimeout: Duration(10 * time.Second),
 	}
 	c.applyDefaults()

@@ -89,6 +89,7 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 		r.loops = append(r.loops, deliver.NewLoop(sp, sink, deliver.LoopOptions{
 			Logger:    slog,
 			RateLimit: sc.RateLimit,
+			Retry:     retryPolicy(sc),
 			StopGrace: time.Duration(cfg.ShutdownTimeout),
 		}))
 	}
