@@ -235,11 +235,17 @@ func TestLoop_HECTokenFileRecovery(t *testing.T) {
 	if len(q.Acked()) != 0 || srv.EventCount() != 0 {
 		t.Fatal("data moved with a wrong token")
 	}
-	if err := os.WriteFile(tokFile, []byte(testToken), 0o600); err != nil {
+	// Replace the file atomically, as operators should: a rewrite in place
+	// can be read half-done (empty), which is a config error of its own.
+	tmp := tokFile + ".new"
+	if err := os.WriteFile(tmp, []byte(testToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	future := time.Now().Add(time.Hour)
-	_ = os.Chtimes(tokFile, future, future) // a new mtime even on coarse clocks
+	_ = os.Chtimes(tmp, future, future) // a new mtime even on coarse clocks
+	if err := os.Rename(tmp, tokFile); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "acks", func() bool { return len(q.Acked()) == 2 })
 	if got := strings.Join(hh.received(), ","); got != "0,1,2,3,4" {
 		t.Errorf("received %s", got)
