@@ -31,6 +31,7 @@ type fakeSpool struct {
 	j       *journal
 	put     func(*spool.Record) error
 	sync    func() error
+	ctxErr  bool // Sync fails with the context's error, as a wait on another fsync round does
 	records []*spool.Record
 }
 
@@ -45,7 +46,10 @@ func (f *fakeSpool) Put(_ context.Context, r *spool.Record) error {
 	return nil
 }
 
-func (f *fakeSpool) Sync(context.Context) error {
+func (f *fakeSpool) Sync(ctx context.Context) error {
+	if f.ctxErr && ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if f.sync != nil {
 		if err := f.sync(); err != nil {
 			return err
@@ -177,6 +181,23 @@ func TestWorker_ProcessPutBlockedUntilCancel(t *testing.T) {
 	}
 	if len(cps.commits) != 0 || tr.saved != 0 {
 		t.Errorf("checkpoint moved without a durable spool")
+	}
+}
+
+// Found by chaos scenario 14 (SIGTERM under load): a stop that landed
+// between a successful Put and its fsync left the pull in the spool without
+// a checkpoint, so it was pulled and delivered again after the restart. Once
+// a Put went through, the barrier and the commit finish despite the stop.
+func TestWorker_ProcessStopAfterPutStillCommits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &fakeSpool{name: "a", ctxErr: true, put: func(*spool.Record) error { cancel(); return nil }}
+	w, cps, j := newTestWorker(t, a)
+	tr := &fakeTracker{j: j, cur: "c1", next: "c2"}
+	if err := w.process(ctx, 0, testLogGroups(1), tr); err != nil {
+		t.Fatalf("process = %v, want nil", err)
+	}
+	if cps.commits[0].Cursor != "c2" {
+		t.Errorf("local checkpoint = %+v, want c2 after the record was spooled", cps.commits[0])
 	}
 }
 
