@@ -12,9 +12,11 @@ BIN       := bin/slsrelay
 FPBIN     := bin/slsrelay-failpoints
 CHAOS_RUN ?= TestChaos
 CHAOS_TIMEOUT ?= 90m
-# The full campaign rewrites docs/RELIABILITY.md; a partial one (CHAOS_RUN
-# naming one scenario's test) writes bin/chaos-report.md.
-CHAOS_REPORT ?= $(if $(filter TestChaos,$(CHAOS_RUN)),docs/RELIABILITY.md,bin/chaos-report.md)
+CHAOS_REPORT ?= docs/RELIABILITY.md
+# Each scenario's last result is kept here; the report merges them, so
+# `make chaos CHAOS_RUN=TestChaos_CrashLoop` reruns one scenario and updates
+# its row.
+CHAOS_ROWS ?= docs/reliability
 
 .PHONY: all build build-failpoints test chaos demo bench fuzz lint clean
 
@@ -36,7 +38,7 @@ test: build
 # every TestChaos_* scenario in full mode, writes $(CHAOS_REPORT) and prints
 # its summary line last. make test runs the short version of each scenario.
 chaos: build-failpoints
-	@mkdir -p bin; CHAOS=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) \
+	@mkdir -p bin; CHAOS=full CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) CHAOS_ROWS=$(CURDIR)/$(CHAOS_ROWS) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) \
 	  $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -run '$(CHAOS_RUN)' ./cmd/slsrelay > bin/chaos.log 2>&1; st=$$?; \
 	  grep -v '^chaos:' bin/chaos.log | tail -n 40; \
 	  tail -n 1 $(CHAOS_REPORT); exit $$st
