@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -406,6 +407,7 @@ type chaosConfig struct {
 	MetricsAddr     string        // "" = off
 	Checkpoint      time.Duration // checkpoint interval, default 500ms
 	HECTimeout      time.Duration // one HEC attempt, 0 = default
+	Sinks           []int         // the world's HECs used as sinks (nil = all)
 }
 
 // writeConfig writes a relay config for c under the world's dir and
@@ -445,6 +447,9 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 	}
 	fmt.Fprintf(&b, "spool: {max_bytes: %s, min_free_bytes: 16MiB, segment_bytes: %s}\nsinks:\n", c.SpoolMax, c.SegmentBytes)
 	for i, h := range w.hecs {
+		if c.Sinks != nil && !slices.Contains(c.Sinks, i) {
+			continue
+		}
 		fmt.Fprintf(&b, "  - name: hec%d\n    type: hec\n", i)
 		if c.RateLimit > 0 {
 			fmt.Fprintf(&b, "    rate_limit: %g\n", c.RateLimit)
