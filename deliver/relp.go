@@ -225,8 +225,14 @@ func (t *relpTransport) open(ctx context.Context) (*relpConn, error) {
 		c.shutdown()
 		return nil, err
 	}
+	hint := ""
+	if t.tls != nil && len(t.tls.Certificates) == 0 {
+		// rsyslog's imrelp closes a TLS session without a client
+		// certificate silently, no alert: say what is likely.
+		hint = " (the receiver closed the TLS session: does it require a client certificate?)"
+	}
 	if err := c.bw.Flush(); err != nil {
-		return fail(classifySyslog(fmt.Errorf("relp open: %w", err)))
+		return fail(classifySyslog(fmt.Errorf("relp open: %w%s", err, hint)))
 	}
 	select {
 	case f := <-c.frames:
@@ -244,7 +250,7 @@ func (t *relpTransport) open(ctx context.Context) (*relpConn, error) {
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
-		return fail(classifySyslog(fmt.Errorf("relp open: %w", c.err)))
+		return fail(classifySyslog(fmt.Errorf("relp open: %w%s", c.err, hint)))
 	case <-hctx.Done():
 		if ctx.Err() != nil {
 			return fail(ctx.Err())

@@ -13,8 +13,11 @@ import (
 // port. TLS needs CertFile, KeyFile and CAFile (see NewCerts).
 type RsyslogOptions struct {
 	UDP, TCP, TLS, RELP bool
-	// RequireClientCert makes the TLS input demand a certificate signed by
-	// CAFile (x509/certvalid).
+	// RELPTLS adds an imrelp input with tls="on" (gnutls; needs the
+	// certificates).
+	RELPTLS bool
+	// RequireClientCert makes the TLS inputs demand a certificate signed by
+	// CAFile (x509/certvalid, for imrelp tls.authMode="certvalid").
 	RequireClientCert         bool
 	CAFile, CertFile, KeyFile string
 	// MaxMessageSize (default "64k").
@@ -24,7 +27,7 @@ type RsyslogOptions struct {
 // Rsyslog is a running rsyslogd with its input addresses ("" when off).
 type Rsyslog struct {
 	*Receiver
-	UDPAddr, TCPAddr, TLSAddr, RELPAddr string
+	UDPAddr, TCPAddr, TLSAddr, RELPAddr, RELPTLSAddr string
 }
 
 // RsyslogBinary returns the path of rsyslogd, or skips (fails under CI=true).
@@ -60,7 +63,7 @@ func rsyslogModule(t testing.TB, name string) {
 func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 	t.Helper()
 	bin := RsyslogBinary(t)
-	if o.RELP {
+	if o.RELP || o.RELPTLS {
 		rsyslogModule(t, "imrelp")
 	}
 	if o.TLS {
@@ -113,9 +116,22 @@ func StartRsyslog(t testing.TB, o RsyslogOptions) *Rsyslog {
 		r.TLSAddr = addr(p)
 		r.ready = append(r.ready, r.TLSAddr)
 	}
+	if o.RELP || o.RELPTLS {
+		c.WriteString("module(load=\"imrelp\")\n")
+	}
+	if o.RELPTLS {
+		p := freePort(t)
+		auth := ""
+		if o.RequireClientCert {
+			auth = ` tls.authMode="certvalid"`
+		}
+		fmt.Fprintf(&c, "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"out\" maxDataSize=%q tls=\"on\" tls.caCert=%q tls.myCert=%q tls.myPrivKey=%q%s)\n",
+			p, o.MaxMessageSize, o.CAFile, o.CertFile, o.KeyFile, auth)
+		r.RELPTLSAddr = addr(p)
+		r.ready = append(r.ready, r.RELPTLSAddr)
+	}
 	if o.RELP {
 		p := freePort(t)
-		c.WriteString("module(load=\"imrelp\")\n")
 		fmt.Fprintf(&c, "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" ruleset=\"out\" maxDataSize=%q)\n", p, o.MaxMessageSize)
 		r.RELPAddr = addr(p)
 		r.ready = append(r.ready, r.RELPAddr)
