@@ -256,3 +256,33 @@ func TestSyslog_RELPRejectDeadLettersThatEvent(t *testing.T) {
 		t.Errorf("loop stats: dead-lettered %v, want 1 rejected", st.DeadLettered)
 	}
 }
+
+// BenchmarkSyslog_Fake measures the client alone: messages/s into the
+// in-process fake receiver over TCP and RELP (same events as
+// BenchmarkSyslog_Rsyslog).
+func BenchmarkSyslog_Fake(b *testing.B) {
+	bs := runBatches(b, "bench", 1, 1000)
+	bs[0].Events = append(bs[0].Events[:7:7], bs[0].Events[8:]...) // no long value
+	for _, tc := range []struct {
+		name string
+		so   syslogtest.ServerOptions
+		o    deliver.SyslogOptions
+	}{
+		{"tcp", syslogtest.ServerOptions{}, deliver.SyslogOptions{Network: "tcp"}},
+		{"relp", syslogtest.ServerOptions{Protocol: "relp"}, deliver.SyslogOptions{Network: "relp"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := syslogtest.NewServer(b, tc.so)
+			tc.o.Address = srv.Addr()
+			s := newSyslogSink(b, tc.o)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.Send(ctx, bs[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(bs[0].Events))/b.Elapsed().Seconds(), "msg/s")
+		})
+	}
+}
