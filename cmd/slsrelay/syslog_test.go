@@ -90,7 +90,7 @@ func TestSyslogConfig_Examples(t *testing.T) {
 	}{
 		{"syslog-qradar.yaml", "tls", "leef", func(c *SyslogConfig) bool { return c.LEEF.Delimiter == "^" && c.TLS.CAFile == ca }},
 		{"syslog-arcsight.yaml", "tcp", "cef", func(c *SyslogConfig) bool { return c.Framing == "non-transparent" && c.FieldMap["user"] == "suser" }},
-		{"syslog-rsyslog-relp.yaml", "relp", "", func(c *SyslogConfig) bool { return c.RELP.Window == 1024 && c.SeverityMap["high"] == 2 }},
+		{"syslog-rsyslog-relp.yaml", "relp", "", func(c *SyslogConfig) bool { return c.RELP.Window == 256 && c.SeverityMap["high"] == 2 }},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join("../../testdata/config", tc.file))
