@@ -113,7 +113,7 @@ type hooks struct {
 }
 
 func defaultHooks() hooks {
-	return hooks{syncFile: (*os.File).Sync, statfs: statfsFree, diskPoll: time.Second}
+	return hooks{syncFile: failpoint.WrapSync(failpoint.SpoolFsync, (*os.File).Sync), statfs: statfsFree, diskPoll: time.Second}
 }
 
 func statfsFree(dir string) (int64, error) {

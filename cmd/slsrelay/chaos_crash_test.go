@@ -150,7 +150,7 @@ func TestChaos_Failpoints(t *testing.T) {
 func TestChaos_GracefulStop(t *testing.T) {
 	bin := chaosBinary(t)
 	begin := time.Now()
-	stops := pick(3, 20)
+	stops := pick(2, 20)
 	const deadline = 5 * time.Second
 	w := newChaosWorld(t, chaosShards, 1414)
 	dd := filepath.Join(w.dir, "data")

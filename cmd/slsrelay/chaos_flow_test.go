@@ -79,7 +79,7 @@ func TestChaos_OneSinkDead(t *testing.T) {
 func TestChaos_SLSWAN(t *testing.T) {
 	bin := chaosBinary(t)
 	begin := time.Now()
-	hold := pick(2*time.Second, 20*time.Second)
+	hold := pick(1200*time.Millisecond, 20*time.Second)
 	w := newChaosWorld(t, chaosShards, 1111)
 	dd := filepath.Join(w.dir, "data")
 	cfg := w.writeConfig("relay", chaosConfig{DataDir: dd, MaxFetch: chaosMaxFetch})

@@ -408,6 +408,7 @@ type chaosConfig struct {
 	Checkpoint      time.Duration // checkpoint interval, default 500ms
 	HECTimeout      time.Duration // one HEC attempt, 0 = default
 	Sinks           []int         // the world's HECs used as sinks (nil = all)
+	MinFree         string        // spool.min_free_bytes, default 16MiB
 }
 
 // writeConfig writes a relay config for c under the world's dir and
@@ -425,6 +426,9 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.MinFree == "" {
+		c.MinFree = "16MiB"
 	}
 	if c.Checkpoint == 0 {
 		c.Checkpoint = 500 * time.Millisecond
@@ -445,7 +449,7 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 			fmt.Fprintf(&b, "    consumer_group: %s\n", c.Group)
 		}
 	}
-	fmt.Fprintf(&b, "spool: {max_bytes: %s, min_free_bytes: 16MiB, segment_bytes: %s}\nsinks:\n", c.SpoolMax, c.SegmentBytes)
+	fmt.Fprintf(&b, "spool: {max_bytes: %s, min_free_bytes: %s, segment_bytes: %s}\nsinks:\n", c.SpoolMax, c.MinFree, c.SegmentBytes)
 	for i, h := range w.hecs {
 		if c.Sinks != nil && !slices.Contains(c.Sinks, i) {
 			continue

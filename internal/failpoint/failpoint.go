@@ -6,6 +6,15 @@
 // cut or kill -9 at exactly that instant would.
 package failpoint
 
+// ErrEnvVar names an error point and the call from which on it fails:
+// "name=N" makes the N-th and every later call fail with EIO.
+const ErrEnvVar = "SLSRELAY_FAILERR"
+
+// Error points (see WrapSync).
+const (
+	SpoolFsync = "spool-fsync" // every fsync of the spool's files and directory
+)
+
 // EnvVar names the failpoint to trigger and its hit count: "name=N"
 // (N defaults to 1).
 const EnvVar = "SLSRELAY_FAILPOINT"

@@ -40,3 +40,24 @@ func Hit(name string) {
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {} // never return into the next step
 }
+
+// WrapSync returns sync failing with EIO from the armed error point's N-th
+// call on (ErrEnvVar), as a dying disk would.
+func WrapSync(name string, sync func(*os.File) error) func(*os.File) error {
+	v := os.Getenv(ErrEnvVar)
+	p, n, _ := strings.Cut(v, "=")
+	if p != name {
+		return sync
+	}
+	from, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || from < 1 {
+		from = 1
+	}
+	var calls atomic.Int64
+	return func(f *os.File) error {
+		if calls.Add(1) >= from {
+			return &os.PathError{Op: "fsync", Path: f.Name(), Err: syscall.EIO}
+		}
+		return sync(f)
+	}
+}
