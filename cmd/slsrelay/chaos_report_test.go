@@ -72,7 +72,7 @@ func keepRows(dir string, rows []chaosRow) ([]chaosRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d.json", r.ID)), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, rowFile(r)), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -193,7 +193,7 @@ const chaosHowTo = `
 - ` + "`make chaos`" + ` runs every scenario in full mode (up to an hour), rewrites this
   file and prints its summary line last. ` + "`make chaos CHAOS_RUN=TestChaos_CrashLoop`" + `
   reruns one scenario; each scenario's last result is kept in
-  ` + "`docs/reliability/NN.json`" + ` and this file merges them.
+  ` + "`docs/reliability/NN-name.json`" + ` and this file merges them.
 - ` + "`make test`" + ` runs the short version of every scenario (the ` + "`TestChaos_*`" + ` tests
   of ` + "`cmd/slsrelay`" + `, seconds each).
 - Crash points are compiled in only with ` + "`-tags failpoints`" + ` (` + "`make build-failpoints`" + `,
@@ -210,3 +210,14 @@ data directory. Start a relay on that directory with ` + "`drain_only: true`" + 
 same ` + "`sinks`" + ` (no ` + "`sources`" + ` needed): it delivers the spool, pulls nothing from SLS, and
 can be stopped once ` + "`slsrelay_spool_records`" + ` is 0. Scenario 12 does exactly this.
 `
+
+// rowFile names a row's file: its number and a slug of its name.
+func rowFile(r chaosRow) string {
+	slug := strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			return c
+		}
+		return '-'
+	}, strings.ToLower(r.Name))
+	return fmt.Sprintf("%02d-%.40s.json", r.ID, slug)
+}

@@ -409,6 +409,7 @@ type chaosConfig struct {
 	HECTimeout      time.Duration // one HEC attempt, 0 = default
 	Sinks           []int         // the world's HECs used as sinks (nil = all)
 	MinFree         string        // spool.min_free_bytes, default 16MiB
+	ExtraSinks      string        // raw YAML items appended to sinks:
 }
 
 // writeConfig writes a relay config for c under the world's dir and
@@ -466,6 +467,7 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 			fmt.Fprintf(&b, "      ack: {enabled: true, poll_interval: 100ms, timeout: %s}\n", c.AckTimeout)
 		}
 	}
+	b.WriteString(c.ExtraSinks)
 	path := filepath.Join(w.dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		w.t.Fatal(err)
