@@ -99,17 +99,17 @@ type chaosWorld struct {
 	dir    string
 	shards int
 
-	mu      sync.Mutex
-	gen     *slstest.Generator
-	next    int
-	written map[string]struct{}
-	wroteAt map[string]int64 // event id → when it was appended, unix nanos
-	shardIDs []int           // writable shards, round-robin
-	seen    []int            // per HEC: events already scanned
-	recv    map[string]int   // event id → times received (all HECs)
-	recvBy  []map[string]int // per HEC: event id → times received
-	recvAt  map[string]int64 // event id → first arrival, unix nanos
-	start   time.Time
+	mu       sync.Mutex
+	gen      *slstest.Generator
+	next     int
+	written  map[string]struct{}
+	wroteAt  map[string]int64 // event id → when it was appended, unix nanos
+	shardIDs []int            // writable shards, round-robin
+	seen     []int            // per HEC: events already scanned
+	recv     map[string]int   // event id → times received (all HECs)
+	recvBy   []map[string]int // per HEC: event id → times received
+	recvAt   map[string]int64 // event id → first arrival, unix nanos
+	start    time.Time
 }
 
 func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options) *chaosWorld {
