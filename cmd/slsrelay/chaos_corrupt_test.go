@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,9 @@ func TestChaos_Corruption(t *testing.T) {
 	bin := chaosBinary(t)
 	begin := time.Now()
 	rounds := pick(len(corruptions), 200)
+	if n, err := strconv.Atoi(os.Getenv("CHAOS_CORRUPT_ROUNDS")); err == nil && n > 0 && chaosFull {
+		rounds = n // a shorter full run
+	}
 	const groupsPerRound = 40
 	w := newChaosWorld(t, chaosShards, 303)
 	dd := filepath.Join(w.dir, "data")
