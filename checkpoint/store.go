@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -190,6 +191,13 @@ func openVerified(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	}
 	corrupt := func(cause any) error {
 		return fmt.Errorf("checkpoint: %s: %w: %v", path, ErrCorrupt, cause)
+	}
+	// A file cut short makes bbolt read its mmap past the end of the file:
+	// SIGBUS, which is a fatal error unless faults panic (this goroutine
+	// only, while opening and verifying).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if err := cutShort(path); err != nil {
+		return nil, corrupt(err)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -426,6 +434,37 @@ func (s *Store) Close() error {
 	}
 	if err != nil {
 		return fmt.Errorf("checkpoint: close: %w", err)
+	}
+	return nil
+}
+
+// cutShort reports a file shorter than its bbolt meta pages say (their
+// high-water page id times the page size): bbolt would fault reading it,
+// and a panic inside bolt.Open leaks its locked file descriptor.
+func cutShort(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // missing or unreadable: bolt.Open reports it
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	const magic = 0xED0CDAED
+	var hdr [64]byte
+	le := binary.LittleEndian
+	if _, err := f.ReadAt(hdr[:], 0); err != nil || le.Uint32(hdr[16:]) != magic {
+		return nil // not a meta page: bolt.Open reports it
+	}
+	pageSize := int64(le.Uint32(hdr[24:]))
+	for _, off := range []int64{0, pageSize} {
+		if _, err := f.ReadAt(hdr[:], off); err != nil || le.Uint32(hdr[16:]) != magic {
+			continue
+		}
+		if need := int64(le.Uint64(hdr[56:])) * pageSize; need > st.Size() {
+			return fmt.Errorf("file is %d bytes, its meta page at %d needs %d", st.Size(), off, need)
+		}
 	}
 	return nil
 }

@@ -352,6 +352,15 @@ func TestOpen_Corrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		// Found by chaos scenario 3: past the meta pages, a cut file made
+		// bbolt read its mmap beyond the end of the file (SIGBUS), a fatal
+		// error rather than a panic, so the relay could never start again.
+		{"truncated after the meta pages", func(t *testing.T, path string) {
+			makeDB(t, path)
+			if err := os.Truncate(path, int64(2*os.Getpagesize()+100)); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"meta pages zeroed", func(t *testing.T, path string) {
 			makeDB(t, path)
 			b, err := os.ReadFile(path)
