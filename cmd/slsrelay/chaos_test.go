@@ -543,7 +543,7 @@ func (p *proc) term(timeout time.Duration) (time.Duration, bool) {
 
 // killedBySignal reports whether the process ended by SIGKILL.
 func (p *proc) killedBySignal() bool {
-	if p.state == nil {
+	if !p.exited() || p.state == nil {
 		return false
 	}
 	ws, ok := p.state.Sys().(syscall.WaitStatus)
