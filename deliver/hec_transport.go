@@ -3,8 +3,6 @@ package deliver
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,28 +166,9 @@ func hecTransport(o HECOptions, log *slog.Logger) (*http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2 * o.Concurrency
 	tr.ResponseHeaderTimeout = o.Timeout
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("hec: CAFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("hec: CAFile %s: no PEM certificate found", o.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("hec: CertFile/KeyFile: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	if o.InsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-		log.Warn("hec TLS certificate verification is disabled (InsecureSkipVerify)")
+	cfg, err := clientTLSConfig("hec", tlsFiles{o.CAFile, o.CertFile, o.KeyFile, o.ServerName, o.InsecureSkipVerify}, log)
+	if err != nil {
+		return nil, err
 	}
 	tr.TLSClientConfig = cfg
 	return tr, nil

@@ -4,42 +4,17 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"time"
 )
 
 // syslogTLSConfig builds the client TLS configuration of SyslogOptions.
 func syslogTLSConfig(o *SyslogOptions, log *slog.Logger) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("syslog: CAFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("syslog: CAFile %s: no PEM certificate found", o.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("syslog: CertFile/KeyFile: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	if o.InsecureSkipVerify {
-		cfg.InsecureSkipVerify = true
-		log.Warn("syslog TLS certificate verification is disabled (InsecureSkipVerify)")
-	}
-	return cfg, nil
+	return clientTLSConfig("syslog", tlsFiles{o.CAFile, o.CertFile, o.KeyFile, o.ServerName, o.InsecureSkipVerify}, log)
 }
 
 // classifySyslog maps a connection error: TLS trust problems and a TLS alert
