@@ -156,6 +156,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		events, a = s.readEvents(w, r, req, f)
 	}
 	s.record(req, events, &a)
+	if s.opts.Consume != nil && len(events) > 0 {
+		s.opts.Consume(events)
+	}
 	if a.status == http.StatusRequestEntityTooLarge {
 		// What Splunk's HTTP layer sends is not HEC JSON (from memory, not
 		// verified): clients must classify on the HTTP status.
@@ -183,10 +186,10 @@ func (s *Server) record(req *Request, events []Event, a *answer) {
 		events[i].Channel = req.Channel
 		events[i].AckID = a.ackID
 	}
-	if len(events) > 0 {
+	if len(events) > 0 && s.opts.Consume == nil {
 		s.batches = append(s.batches, events)
-		s.nevents += len(events)
 	}
+	s.nevents += len(events)
 	s.requests = append(s.requests, req)
 	st := &s.stats
 	st.Requests++

@@ -501,3 +501,44 @@ func BenchmarkServer_Events(b *testing.B) {
 		})
 	}
 }
+
+func TestServer_Consume(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	s := hectest.NewServer(t, hectest.Options{Token: token, AckEnabled: true, Consume: func(evs []hectest.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			got = append(got, string(e.Event))
+		}
+	}})
+	body := `{"event":"a"}{"event":{"n":2}}`
+	hdr := map[string]string{hectest.ChannelHeader: channel}
+	if status, r, raw := do(t, http.DefaultClient, s.URL(), call{body: []byte(body), gzip: true, headers: hdr}); status != 200 || r.AckID == nil {
+		t.Fatalf("status %d %s", status, raw)
+	}
+	// A rejected event: the prefix before it is consumed, as it is recorded
+	// without Consume.
+	if status, _, raw := do(t, http.DefaultClient, s.URL(), call{body: []byte(`{"event":"c"}{"nope":1}`), headers: hdr}); status != 400 {
+		t.Fatalf("status %d %s", status, raw)
+	}
+	mu.Lock()
+	if want := []string{`"a"`, `{"n":2}`, `"c"`}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("consumed %q, want %q", got, want)
+	}
+	mu.Unlock()
+	if evs := s.Events(); evs != nil {
+		t.Errorf("Events kept %d events with Consume set", len(evs))
+	}
+	if n := s.EventCount(); n != 3 {
+		t.Errorf("EventCount %d, want 3", n)
+	}
+	if st := s.Stats(); st.Events != 3 || st.Requests != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	if acks := ackQuery(t, s, channel, 0); !acks["0"] {
+		t.Errorf("ack 0 not true with Consume: %v", acks)
+	}
+}
