@@ -19,9 +19,12 @@ func (s *Spool) waitSpace(ctx context.Context, n int64) error {
 	logged := false
 	for {
 		s.mu.Lock()
-		over := s.bytes > 0 && s.bytes+n > s.opts.MaxBytes
 		used, ch := s.bytes, s.spaceCh
 		s.mu.Unlock()
+		if s.peer != nil { // read after ch: a peer's Ack from here on closes ch
+			used += s.peer.usedBytes()
+		}
+		over := used > 0 && used+n > s.opts.MaxBytes
 		var poll <-chan time.Time
 		reason := "byte budget"
 		if !over {

@@ -161,25 +161,37 @@ func (q *deadLetterQueue) close() error {
 }
 
 // ReadDeadLetters iterates over the dead letters stored in the spool
-// directory dir, oldest first, without opening the spool (for tools such as
+// directory dir, oldest first (those of a second lane, see Lanes, after
+// the first lane's), without opening the spool (for tools such as
 // `slsrelay spool dump`). Iteration stops after the first error.
 func ReadDeadLetters(dir string) iter.Seq2[DeadLetter, error] {
 	return func(yield func(DeadLetter, error) bool) {
-		f, err := os.Open(filepath.Join(dir, deadLetterFileName))
-		if errors.Is(err, os.ErrNotExist) {
+		if !readDeadLetters(filepath.Join(dir, deadLetterFileName), yield) {
 			return
 		}
-		if err != nil {
-			yield(DeadLetter{}, fmt.Errorf("open dead letters: %w", err))
-			return
-		}
-		defer f.Close()
-		for d, err := range readDeadLetterFile(f) {
-			if !yield(d, err) || err != nil {
-				return
-			}
+		// The second lane of Lanes, if there is one.
+		readDeadLetters(filepath.Join(dir, LaneDirName, deadLetterFileName), yield)
+	}
+}
+
+// readDeadLetters yields the entries of one dead-letter file; false when
+// the caller stopped or an error was yielded.
+func readDeadLetters(path string, yield func(DeadLetter, error) bool) bool {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		yield(DeadLetter{}, fmt.Errorf("open dead letters: %w", err))
+		return false
+	}
+	defer f.Close()
+	for d, err := range readDeadLetterFile(f) {
+		if !yield(d, err) || err != nil {
+			return false
 		}
 	}
+	return true
 }
 
 func readDeadLetterFile(f *os.File) iter.Seq2[DeadLetter, error] {

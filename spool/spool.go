@@ -91,6 +91,10 @@ type Spool struct {
 
 	state *stateFile
 	dlq   *deadLetterQueue
+
+	// peer is the other lane when this spool is one of Lanes: MaxBytes is
+	// the budget of both together. Set once after Open.
+	peer *Spool
 }
 
 // Stats is a snapshot of a spool's counters.
@@ -512,9 +516,27 @@ func (s *Spool) Ack(seq uint64) error {
 	close(s.spaceCh)
 	s.spaceCh = make(chan struct{})
 	s.mu.Unlock()
+	if p := s.peer; p != nil { // the other lane's Put may wait on the shared budget
+		p.wakeSpace()
+	}
 	s.acked.Add(1)
 	s.head = nil
 	return nil
+}
+
+// wakeSpace wakes Puts waiting for the budget.
+func (s *Spool) wakeSpace() {
+	s.mu.Lock()
+	close(s.spaceCh)
+	s.spaceCh = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// usedBytes is the bytes of unacknowledged records.
+func (s *Spool) usedBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
 }
 
 // DeadLetter stores r with reason in the dead-letter queue and fsyncs it

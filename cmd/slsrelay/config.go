@@ -94,6 +94,11 @@ type SpoolConfig struct {
 	MinFreeBytes ByteSize `yaml:"min_free_bytes"`
 	SegmentBytes ByteSize `yaml:"segment_bytes"`
 	Compression  string   `yaml:"compression"`
+	// InterleaveAfter applies to sinks with a rate_limit: once delivery
+	// flows again after a backlog whose oldest record is older than this,
+	// the backlog is sealed and new records are delivered interleaved
+	// with it (spool.Lanes). Default DefaultInterleaveAfter.
+	InterleaveAfter Duration `yaml:"interleave_after"`
 }
 
 // SinkConfig is one SIEM destination with its own spool.
@@ -155,6 +160,7 @@ const (
 	DefaultConsumerGroup      = "slsrelay"
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultCheckpointInterval = 5 * time.Second
+	DefaultInterleaveAfter    = 10 * time.Second
 )
 
 // ParseConfig reads a YAML config from r, expands ${ENV} references (with
@@ -288,6 +294,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if c.Spool.InterleaveAfter == 0 {
+		c.Spool.InterleaveAfter = Duration(DefaultInterleaveAfter)
 	}
 	if c.SLS.AuthVersion == "" {
 		c.SLS.AuthVersion = "v1"
@@ -477,6 +486,9 @@ func (c *Config) validateSpool(e *ConfigError) {
 	case "", "lz4", "zstd":
 	default:
 		e.add("spool.compression", "%q is not one of lz4, zstd", s.Compression)
+	}
+	if s.InterleaveAfter < 0 {
+		e.add("spool.interleave_after", "must not be negative")
 	}
 }
 

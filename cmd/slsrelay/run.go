@@ -47,7 +47,7 @@ type relay struct {
 	cfg    *Config
 	log    *slog.Logger
 	cps    *checkpoint.Store
-	spools []*spool.Spool
+	spools []*spool.Lanes
 	sinks  []deliver.Sink
 	loops  []*deliver.Loop
 	ingest *ingest.Ingest // nil in drain-only mode
@@ -75,7 +75,13 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 	ingestSpools := make([]ingest.Spool, 0, len(cfg.Sinks))
 	for _, sc := range cfg.Sinks {
 		slog := log.With(slog.String("sink", sc.Name))
-		sp, err := spool.Open(spoolDir(cfg, sc.Name), spoolOptions(cfg, slog))
+		// A paced sink interleaves new records with its backlog (two
+		// lanes); any other is one FIFO, unless a second lane is on disk.
+		var seal time.Duration
+		if sc.RateLimit > 0 {
+			seal = time.Duration(cfg.Spool.InterleaveAfter)
+		}
+		sp, err := spool.OpenLanes(spoolDir(cfg, sc.Name), spoolOptions(cfg, slog), seal)
 		if err != nil {
 			return nil, fmt.Errorf("open spool of sink %s: %w", sc.Name, err)
 		}
