@@ -138,7 +138,6 @@ func TestChaos_SpoolFullThenAgeOut(t *testing.T) {
 	// The relay carries on: everything written after the TTL was restored
 	// arrives.
 	carried := waitUntil(pick(time.Minute, 3*time.Minute), func() bool {
-		w.scan()
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for id := range w.written {

@@ -105,10 +105,10 @@ type chaosWorld struct {
 	written  map[string]struct{}
 	wroteAt  map[string]int64 // event id → when it was appended, unix nanos
 	shardIDs []int            // writable shards, round-robin
-	seen     []int            // per HEC: events already scanned
 	recv     map[string]int   // event id → times received (all HECs)
 	recvBy   []map[string]int // per HEC: event id → times received
 	recvAt   map[string]int64 // event id → first arrival, unix nanos
+	pending  int              // written ids not received yet
 	start    time.Time
 }
 
@@ -124,15 +124,17 @@ func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options
 	if len(hecs) == 0 {
 		hecs = []hectest.Options{{}}
 	}
-	for _, o := range hecs {
+	for i, o := range hecs {
 		if o.Token == "" {
 			o.Token = testToken
 		}
-		w.hecs = append(w.hecs, hectest.NewServer(t, o))
-	}
-	w.seen = make([]int, len(w.hecs))
-	for range w.hecs {
+		// The oracle counts events as the receiver accepts them (before it
+		// answers), with the arrival time taken there: no copies of the
+		// whole history per poll, and no arrival times skewed by a slow
+		// poller on a loaded machine.
 		w.recvBy = append(w.recvBy, map[string]int{})
+		o.Consume = func(evs []hectest.Event) { w.consume(i, evs) }
+		w.hecs = append(w.hecs, hectest.NewServer(t, o))
 	}
 	for i := 0; i < shards; i++ {
 		w.shardIDs = append(w.shardIDs, i)
@@ -161,6 +163,9 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 		w.mu.Lock()
 		for _, l := range lg.Logs {
 			id := logField(l, "event_id")
+			if _, dup := w.written[id]; !dup && w.recv[id] == 0 {
+				w.pending++
+			}
 			w.written[id] = struct{}{}
 			w.wroteAt[id] = now
 		}
@@ -217,25 +222,24 @@ func (w *chaosWorld) load(perGroup int, period time.Duration) (stop func()) {
 	return stop
 }
 
-// scan reads the events that arrived since the last scan.
-func (w *chaosWorld) scan() {
+// consume records the events HEC i accepted, as it accepts them.
+func (w *chaosWorld) consume(i int, evs []hectest.Event) {
+	now := time.Now().UnixNano()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := time.Now().UnixNano()
-	for i, h := range w.hecs {
-		evs := h.Events()
-		for _, ev := range evs[min(w.seen[i], len(evs)):] {
-			id := eventID(ev.Event)
-			if id == "" {
-				continue
-			}
-			if w.recv[id] == 0 {
-				w.recvAt[id] = now
-			}
-			w.recv[id]++
-			w.recvBy[i][id]++
+	for _, ev := range evs {
+		id := eventID(ev.Event)
+		if id == "" {
+			continue
 		}
-		w.seen[i] = len(evs)
+		if w.recv[id] == 0 {
+			w.recvAt[id] = now
+			if _, ok := w.written[id]; ok {
+				w.pending--
+			}
+		}
+		w.recv[id]++
+		w.recvBy[i][id]++
 	}
 }
 
@@ -255,37 +259,12 @@ func eventID(raw []byte) string {
 	return s[:j]
 }
 
-// watch scans arrivals every 20ms until the test ends, so that arrival
-// times (recvAt) are precise.
-func (w *chaosWorld) watch() {
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-quit:
-				return
-			case <-time.After(20 * time.Millisecond):
-				w.scan()
-			}
-		}
-	}()
-	w.t.Cleanup(func() { close(quit); <-done })
-}
-
 // missing is how many written ids have not arrived (dead letters not
 // subtracted).
 func (w *chaosWorld) missing() int {
-	w.scan()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := 0
-	for id := range w.written {
-		if w.recv[id] == 0 {
-			n++
-		}
-	}
-	return n
+	return w.pending
 }
 
 // waitAll polls until every written id arrived or was dead-lettered in
@@ -320,7 +299,6 @@ type tally struct {
 }
 
 func (w *chaosWorld) reconcile(dataDirs ...string) tally {
-	w.scan()
 	dl, reasons, q, qb := deadLetters(dataDirs...)
 	w.mu.Lock()
 	defer w.mu.Unlock()
