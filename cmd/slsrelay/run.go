@@ -21,10 +21,17 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path to the YAML config file (required)")
+	cpuProfile := fs.String("cpuprofile", "", "debug: write a CPU profile (go tool pprof) to this file until the relay stops; off by default")
+	memProfile := fs.String("memprofile", "", "debug: write a heap profile to this file when the relay stops; off by default")
 	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: slsrelay run --config relay.yaml")
+		fmt.Fprintln(stderr, "usage: slsrelay run --config relay.yaml [--cpuprofile file] [--memprofile file]")
 		return errUsage
 	}
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	cfg, err := LoadConfig(*path)
 	if err != nil {
 		return err
