@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the relay from a config file", runRun},
 		{"validate", "check a config file and print ok or every problem", runValidate},
+		{"spool", "inspect spools, dump dead letters, requeue them (stat|dump|requeue)", runSpool},
 		{"emulate", "serve a local SLS emulator (for tests and experiments)", runEmulate},
 		{"demo", "run the relay end to end on an embedded emulator and HEC receiver", runDemo},
 		{"version", "print the version", runVersion},
