@@ -18,7 +18,7 @@ CHAOS_REPORT ?= docs/RELIABILITY.md
 # its row.
 CHAOS_ROWS ?= docs/reliability
 
-.PHONY: all build build-failpoints test chaos chaos-short demo bench fuzz lint clean
+.PHONY: all build build-failpoints test chaos chaos-short demo bench bench-micro fuzz lint clean
 
 all: build
 
@@ -53,7 +53,16 @@ chaos: build-failpoints
 demo: build
 	./$(BIN) demo
 
+# The seven benchmarks of docs/PERFORMANCE.md (cmd/slsbench, a tool of its
+# own, not in the relay binary): rewrites the report and its plot and prints
+# the summary line last. BENCH_FLAGS adds flags, e.g. '-runs 1 -only e2e'.
+BENCH_FLAGS ?=
 bench: build
+	$(GO) build -o bin/slsbench ./cmd/slsbench
+	bin/slsbench -relay $(CURDIR)/$(BIN) -runs 3 -events 1000000 -report docs/PERFORMANCE.md $(BENCH_FLAGS)
+
+# The packages' go test -bench micro-benchmarks.
+bench-micro: build
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 # Every fuzz target, FUZZTIME each (go test -fuzz takes one target at a time).

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"slsrelay/deliver/hectest"
+	"slsrelay/ingest/slstest"
+)
+
+// e2eResult is one end-to-end run: emulator (loaded beforehand) → relay
+// binary → HEC receiver.
+type e2eResult struct {
+	Ack          bool
+	Events       int
+	Dups         int
+	Startup      time.Duration // relay start → its first pull
+	Elapsed      time.Duration // first pull → last event received
+	EventsPerSec float64
+	RawMBps      float64 // raw bytes (serialized LogGroups) per second, 1e6
+	CPU          time.Duration
+	CPUPerGB     float64 // relay CPU seconds per 1e9 raw bytes
+	PeakRSS      int64
+	PullWire     int64 // SLS response bytes (compressed) during the run
+	PullRaw      int64 // x-log-bodyrawsize summed
+	HECBody      int64 // HEC JSON bytes received (uncompressed)
+	HECWire      int64 // HEC bytes on the wire (gzip)
+	Requests     int
+}
+
+// newReceiver starts a HEC receiver that counts workload ids into t.
+func newReceiver(t *tracker, ack bool) (*hectest.Server, error) {
+	return hectest.New(hectest.Options{Token: benchToken, AckEnabled: ack, Consume: func(evs []hectest.Event) {
+		now := time.Now()
+		ids := make([]string, len(evs))
+		for i := range evs {
+			ids[i] = eventID(evs[i].Event)
+		}
+		t.add(ids, now)
+	}})
+}
+
+// runE2E relays the whole e2e logstore once, with a fresh consumer group and
+// data directory, and checks that every event arrived.
+func (b *bench) runE2E(ctx context.Context, ack bool, run int) (e2eResult, error) {
+	res := e2eResult{Ack: ack}
+	tr := newTracker()
+	hec, err := newReceiver(tr, ack)
+	if err != nil {
+		return res, err
+	}
+	defer hec.Close()
+	name := fmt.Sprintf("e2e-ack%t-%d", ack, run)
+	dir := filepath.Join(b.work, name)
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return res, err
+	}
+	cfg, err := relayConfig{
+		DataDir: filepath.Join(dir, "data"), SLSEndpoint: b.sls.Endpoint(), SLSAddr: b.sls.Addr(),
+		Logstore: b.e2e.Logstore, Group: b.nextGroup(name), HECURL: hec.URL(), HECExtra: b.opts.hecExtra, SourceExtra: b.opts.sourceExtra, Ack: ack,
+	}.write(dir, "relay")
+	if err != nil {
+		return res, err
+	}
+	before := b.sls.Stats()
+	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, "relay.log"), 250*time.Millisecond, b.profileArgs(name)...)
+	if err != nil {
+		return res, err
+	}
+	defer p.kill()
+	t0, err := b.waitFirstPull(ctx, p, before.Pulls)
+	if err != nil {
+		return res, err
+	}
+	res.Startup = t0.Sub(p.started)
+	if err := waitAll(ctx, p, tr, b.e2e.Logs, b.timeout(b.e2e.Logs)); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	_, last := tr.span()
+	after := b.sls.Stats()
+	u, err := p.stop(30 * time.Second)
+	if err != nil {
+		return res, err
+	}
+	if miss := tr.missing(b.opts.seed, perShardCounts(b.e2e.Logs, b.e2e.Shards)); miss != 0 {
+		return res, fmt.Errorf("%s: %d events lost", name, miss)
+	}
+	unique, dups, _ := tr.counts()
+	st := hec.Stats()
+	res.Events, res.Dups = unique, dups
+	res.Elapsed = last.Sub(t0)
+	res.EventsPerSec = float64(unique) / res.Elapsed.Seconds()
+	res.RawMBps = float64(b.e2e.RawBytes) / 1e6 / res.Elapsed.Seconds()
+	res.CPU, res.PeakRSS = u.CPU, u.PeakRSS
+	res.CPUPerGB = u.CPU.Seconds() / (float64(b.e2e.RawBytes) / 1e9)
+	res.PullWire = after.BytesServed - before.BytesServed
+	res.PullRaw = after.RawBytesServed - before.RawBytesServed
+	res.HECBody, res.HECWire, res.Requests = st.BodyBytes, st.WireBytes, st.Requests
+	return res, nil
+}
+
+// waitFirstPull polls the emulator until it served a pull after before, and
+// returns when.
+func (b *bench) waitFirstPull(ctx context.Context, p *relayProc, before int64) (time.Time, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b.sls.Stats().Pulls > before {
+			return time.Now(), nil
+		}
+		if done, err := p.exited(); done {
+			return time.Time{}, fmt.Errorf("relay exited: %v\n%s", err, tailFile(p.log, 20))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("relay made no pull in 2 minutes\n%s", tailFile(p.log, 20))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitAll polls until the tracker counted want distinct ids, the relay
+// died, ctx ended or timeout passed.
+func waitAll(ctx context.Context, p *relayProc, tr *tracker, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		u, _, bad := tr.counts()
+		if u >= want {
+			return nil
+		}
+		if done, err := p.exited(); done {
+			return fmt.Errorf("relay exited with %d of %d events delivered: %v\n%s", u, want, err, tailFile(p.log, 20))
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d events arrived within %s (%d without an id); relay log %s:\n%s",
+				u, want, timeout, bad, p.log, tailFile(p.log, 10))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// latencyResult is the delay from SLS receipt to HEC receipt under a steady
+// live load.
+type latencyResult struct {
+	TargetPerSec float64
+	Achieved     float64 // events written per second
+	Events       int
+	P50, P99     time.Duration
+	Max          time.Duration
+	PeakRSS      int64
+}
+
+// runLatency writes live into a fresh logstore at rate events/s for dur,
+// with a relay consuming it, and measures each event's delay from its write
+// into the emulator (Append stamps the receive time) to its arrival at the
+// receiver.
+func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration, run int) (latencyResult, error) {
+	res := latencyResult{TargetPerSec: rate}
+	logstore := fmt.Sprintf("live-%d", run)
+	const shards = 8
+	if err := b.sls.CreateLogstore(benchProject, slstest.LogstoreOptions{Name: logstore, Shards: shards}); err != nil {
+		return res, err
+	}
+	tr := newTracker()
+	tr.trackWrites()
+	hec, err := newReceiver(tr, false)
+	if err != nil {
+		return res, err
+	}
+	defer hec.Close()
+	name := fmt.Sprintf("latency-%d", run)
+	dir := filepath.Join(b.work, name)
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return res, err
+	}
+	group := b.nextGroup(name)
+	cfg, err := relayConfig{
+		DataDir: filepath.Join(dir, "data"), SLSEndpoint: b.sls.Endpoint(), SLSAddr: b.sls.Addr(),
+		Logstore: logstore, Group: group, HECURL: hec.URL(), HECExtra: b.opts.hecExtra, SourceExtra: b.opts.sourceExtra,
+	}.write(dir, "relay")
+	if err != nil {
+		return res, err
+	}
+	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, "relay.log"), 250*time.Millisecond)
+	if err != nil {
+		return res, err
+	}
+	defer p.kill()
+	// Write only once every shard is assigned, so that the delays are the
+	// steady state's, not the consumer's start.
+	deadline := time.Now().Add(time.Minute)
+	for len(b.sls.Assignments(benchProject, logstore, group)) < shards {
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("%s: shards not assigned within a minute\n%s", name, tailFile(p.log, 10))
+		}
+		if done, err := p.exited(); done {
+			return res, fmt.Errorf("%s: relay exited: %v", name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the shard workers' first (empty) pulls
+	gens := make([]*slstest.Generator, shards)
+	prefixes := make([]string, shards)
+	next := make([]int, shards)
+	for sh := range gens {
+		s := genSeed(b.opts.seed+1+int64(run), sh) + 500
+		gens[sh] = slstest.NewGenerator(slstest.KindAudit, s)
+		prefixes[sh] = fmt.Sprintf("%s-%d-", slstest.KindAudit, s)
+	}
+	start := time.Now()
+	written := 0
+	for time.Since(start) < dur {
+		due := int(time.Since(start).Seconds() * rate)
+		for written+perGroup <= due {
+			sh := (written / perGroup) % shards
+			lg := gens[sh].LogGroup(perGroup)
+			if err := b.sls.Append(benchProject, logstore, sh, lg); err != nil {
+				return res, err
+			}
+			tr.noteWrite(prefixes[sh], next[sh], perGroup, time.Now())
+			next[sh] += perGroup
+			written += perGroup
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	res.Achieved = float64(written) / time.Since(start).Seconds()
+	if err := waitAll(ctx, p, tr, written, time.Minute); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	u, err := p.stop(30 * time.Second)
+	if err != nil {
+		return res, err
+	}
+	res.PeakRSS = u.PeakRSS
+	tr.mu.Lock()
+	d := append([]time.Duration(nil), tr.delays...)
+	tr.mu.Unlock()
+	if len(d) < written {
+		return res, fmt.Errorf("%s: %d delays for %d events", name, len(d), written)
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	res.Events = len(d)
+	res.P50, res.P99, res.Max = d[len(d)/2], d[len(d)*99/100], d[len(d)-1]
+	return res, nil
+}
