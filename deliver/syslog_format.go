@@ -19,15 +19,25 @@ package deliver
 // (tag keys lose a "__tag__:" prefix and have '.' replaced by '_', see
 // sdTagName)
 // topic and source are left out when empty, the tags element when there are
-// none; values escape '"', '\' and ']' with '\'; parameter names outside
-// printable US-ASCII or '=', ' ', ']', '"' become '_', cut to 32 bytes.
+// none; values escape '"', '\' and ']' with '\' (the only escapes of RFC 5424
+// section 6.3.3: a receiver keeps any other backslash sequence as two
+// characters, so "\n" would not read back as a line break); parameter names
+// outside printable US-ASCII or '=', ' ', ']', '"' become '_', cut to 32
+// bytes. A raw line break is legal in PARAM-VALUE, and octet counting, RELP
+// and UDP would carry it, but non-transparent framing would end the message
+// there, and the formatter is shared by every framing: CR and LF in SD
+// values become a space (as do other control characters; TAB stays).
 //
 // RFC 3164 (BSD): <PRI>Mmm _d hh:mm:ss HOSTNAME TAG[PROCID]: PAYLOAD, with
 // UTC time, TAG the app-name reduced to [A-Za-z0-9_.-] and cut to 32 bytes.
 // It has no structured data: set PayloadMeta to keep the SLS metadata.
 //
 // Payloads (the MSG part) never contain a raw CR or LF, so that both stream
-// framings are safe, and are valid UTF-8 (invalid bytes become U+FFFD):
+// framings are safe, and are valid UTF-8 (invalid bytes become U+FFFD).
+// Each encoding writes a line break in its own escape where it has one (json,
+// kv and CEF extension values: \n, \r) and as a space where it has none (CEF
+// and LEEF headers, LEEF values); a TAB stays raw except in json and kv (\t)
+// and where it is the LEEF delimiter; other control characters become spaces:
 //
 //	json  {"k1":"v1","k2":"v2"}                          the log's fields in order
 //	kv    k1=v1 k2="v 2"                                 separator and quoting configurable
@@ -285,15 +295,15 @@ func appendSDParam(dst []byte, name, value string) []byte {
 			return append(dst, '\\', c), true
 		}
 		return dst, false
-	}, true)
+	})
 	return append(dst, '"')
 }
 
 // appendEscaped appends s as valid UTF-8 (invalid bytes become U+FFFD).
-// esc may rewrite an ASCII byte (returning true); CR, LF and other control
-// characters not handled by esc become "\r", "\n", "\t" or a space when
-// noCtl is set, so that no message carries a line break.
-func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool), noCtl bool) []byte {
+// esc may rewrite any ASCII byte (returning true); a control character it
+// leaves alone becomes a space, except TAB, which stays, so that no message
+// carries a raw line break (CR, LF) whatever the framing.
+func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -304,18 +314,8 @@ func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool), 
 					continue
 				}
 			}
-			if noCtl && (c < ' ' || c == 0x7f) {
-				switch c {
-				case '\n':
-					dst = append(dst, '\\', 'n')
-				case '\r':
-					dst = append(dst, '\\', 'r')
-				case '\t':
-					dst = append(dst, '\\', 't')
-				default:
-					dst = append(dst, ' ')
-				}
-				continue
+			if c != '\t' && (c < ' ' || c == 0x7f) {
+				c = ' '
 			}
 			dst = append(dst, c)
 			continue
@@ -329,6 +329,19 @@ func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool), 
 		i += size
 	}
 	return dst
+}
+
+// escapeBreaks writes CR, LF (and TAB when tab is set) as \r, \n, \t.
+func escapeBreaks(dst []byte, c byte, tab bool) ([]byte, bool) {
+	switch {
+	case c == '\n':
+		return append(dst, '\\', 'n'), true
+	case c == '\r':
+		return append(dst, '\\', 'r'), true
+	case c == '\t' && tab:
+		return append(dst, '\\', 't'), true
+	}
+	return dst, false
 }
 
 // fields yields the event's fields (renamed by FieldMap) and, with
@@ -378,7 +391,7 @@ func (f *syslogFormatter) appendJSON(dst []byte, e *Event, m *Meta) []byte {
 // value that is empty or holds a space, a quote, a backslash, the separator
 // or the assign string; "always" quotes every value; "never" quotes none and
 // escapes the separator's first byte and backslash with '\'. Inside quotes
-// '"' and '\' are escaped with '\'. Line breaks become \n, \r.
+// '"' and '\' are escaped with '\'. CR, LF and TAB become \r, \n, \t.
 func (f *syslogFormatter) appendKV(dst []byte, e *Event, m *Meta) []byte {
 	first := true
 	f.fields(e, m, func(k, v string) {
@@ -387,11 +400,11 @@ func (f *syslogFormatter) appendKV(dst []byte, e *Event, m *Meta) []byte {
 		}
 		first = false
 		dst = appendEscaped(dst, k, func(dst []byte, c byte) ([]byte, bool) {
-			if c <= ' ' || c == '"' || strings.IndexByte(f.kvSep, c) >= 0 || strings.IndexByte(f.kvAssign, c) >= 0 {
+			if c <= ' ' || c == 0x7f || c == '"' || strings.IndexByte(f.kvSep, c) >= 0 || strings.IndexByte(f.kvAssign, c) >= 0 {
 				return append(dst, '_'), true
 			}
 			return dst, false
-		}, true)
+		})
 		dst = append(dst, f.kvAssign...)
 		quote := f.kvQuote == "always" || f.kvQuote == "auto" && (v == "" ||
 			strings.ContainsAny(v, " \"\\\t\r\n") || strings.Contains(v, f.kvSep) || strings.Contains(v, f.kvAssign))
@@ -401,8 +414,8 @@ func (f *syslogFormatter) appendKV(dst []byte, e *Event, m *Meta) []byte {
 				if c == '"' || c == '\\' {
 					return append(dst, '\\', c), true
 				}
-				return dst, false
-			}, true)
+				return escapeBreaks(dst, c, true)
+			})
 			dst = append(dst, '"')
 			return
 		}
@@ -410,14 +423,15 @@ func (f *syslogFormatter) appendKV(dst []byte, e *Event, m *Meta) []byte {
 			if c == '\\' || f.kvSep != "" && c == f.kvSep[0] {
 				return append(dst, '\\', c), true
 			}
-			return dst, false
-		}, true)
+			return escapeBreaks(dst, c, true)
+		})
 	})
 	return dst
 }
 
-// cefHeader escapes a CEF header field: '\' and '|' get a backslash, line
-// breaks become spaces.
+// cefHeader escapes a CEF (or LEEF) header field: '\' and '|' get a
+// backslash, the only header escapes CEF defines; line breaks become spaces
+// (CEF allows them in extension values only).
 func cefHeader(dst []byte, t *template, e *Event, m *Meta, def string) []byte {
 	var buf [256]byte
 	v, ok := t.render(buf[:0], e, m)
@@ -428,18 +442,18 @@ func cefHeader(dst []byte, t *template, e *Event, m *Meta, def string) []byte {
 		switch c {
 		case '\\', '|':
 			return append(dst, '\\', c), true
-		case '\r', '\n':
-			return append(dst, ' '), true
 		}
-		return dst, false
-	}, true)
+		return dst, false // CR, LF: a space (appendEscaped)
+	})
 	return dst
 }
 
 // appendCEF writes ArcSight CEF (Common Event Format 25): a header whose
 // fields come from templates, then rt (event time, ms since the epoch) and
 // the fields as extension pairs. Extension keys keep [A-Za-z0-9_.] and lose
-// the rest; values escape '\' and '=' with a backslash, CR and LF as \r, \n.
+// the rest; values escape '\' and '=' with a backslash and write CR and LF as
+// \r, \n, the only extension escapes CEF defines: a TAB stays raw (CEF has
+// no \t; a receiver would read it as a backslash and a t).
 func (f *syslogFormatter) appendCEF(dst []byte, e *Event, m *Meta, scratch []byte) []byte {
 	dst = append(dst, "CEF:0|"...)
 	dst = cefHeader(dst, f.cefVendor, e, m, "Alibaba Cloud")
@@ -461,15 +475,15 @@ func (f *syslogFormatter) appendCEF(dst []byte, e *Event, m *Meta, scratch []byt
 	dst = strconv.AppendInt(dst, e.Time.UnixMilli(), 10)
 	f.fields(e, m, func(k, v string) {
 		dst = append(dst, ' ')
-		dst = appendKey(dst, k, func(c byte) bool { return tagChar(c) && c != '-' })
+		dst = appendKey(dst, k, func(c byte) bool { return tagChar(c) && c != '-' }, '_')
 		dst = append(dst, '=')
 		dst = appendEscaped(dst, v, func(dst []byte, c byte) ([]byte, bool) {
 			switch c {
 			case '\\', '=':
 				return append(dst, '\\', c), true
 			}
-			return dst, false
-		}, true)
+			return escapeBreaks(dst, c, false)
+		})
 	})
 	return dst
 }
@@ -485,25 +499,36 @@ func validCEFSeverity(s string) bool {
 	return false
 }
 
-func appendKey(dst []byte, k string, ok func(byte) bool) []byte {
+// appendKey appends k with bytes outside ok replaced by repl (also written
+// for an empty key).
+func appendKey(dst []byte, k string, ok func(byte) bool, repl byte) []byte {
 	start := len(dst)
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		if !ok(c) {
-			c = '_'
+			c = repl
 		}
 		dst = append(dst, c)
 	}
 	if len(dst) == start {
-		dst = append(dst, '_')
+		dst = append(dst, repl)
 	}
 	return dst
 }
 
 // appendLEEF writes IBM QRadar LEEF 2.0 with the configured delimiter:
-// devTime (with devTimeFormat) and then the fields. LEEF has no escape for
-// the delimiter: in values it becomes a space, as do CR and LF; '|' and '\'
-// in header fields get a backslash. Keys keep [A-Za-z0-9_.-].
+// devTime (with devTimeFormat) and then the fields.
+//
+// LEEF has no escape in attributes (IBM's guidance is to keep the delimiter
+// out of keys and values), so in a value the delimiter, CR, LF and other
+// control characters become a space ('_' when the delimiter is the space);
+// a TAB stays raw unless it is the delimiter, and '=' and '|' stay (an
+// attribute splits at its first '='). Keys keep [A-Za-z0-9_.-] without the
+// delimiter; the rest becomes '_' ('-' when '_' is the delimiter). Header
+// fields are escaped as in CEF ('|' and '\' get a backslash, line breaks become
+// spaces). The delimiter field of the header is the character itself, or
+// its hex form xHH (which LEEF 2.0 allows) for TAB, space, '|', '\' and other
+// characters that would be unreadable or ambiguous there.
 func (f *syslogFormatter) appendLEEF(dst []byte, e *Event, m *Meta, scratch []byte) []byte {
 	dst = append(dst, "LEEF:2.0|"...)
 	dst = cefHeader(dst, f.leefVendor, e, m, "Alibaba Cloud")
@@ -515,8 +540,9 @@ func (f *syslogFormatter) appendLEEF(dst []byte, e *Event, m *Meta, scratch []by
 	dst = cefHeader(dst, f.leefEventID, e, m, "sls")
 	dst = append(dst, '|')
 	d := f.leefDelim
-	if d == '\t' {
-		dst = append(dst, "x09"...)
+	if d <= ' ' || d == '|' || d == '\\' || d >= 0x7f {
+		const hex = "0123456789ABCDEF"
+		dst = append(dst, 'x', hex[d>>4], hex[d&0xf])
 	} else {
 		dst = append(dst, d)
 	}
@@ -525,16 +551,24 @@ func (f *syslogFormatter) appendLEEF(dst []byte, e *Event, m *Meta, scratch []by
 	dst = e.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z0700")
 	dst = append(dst, d)
 	dst = append(dst, "devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ"...)
+	valRepl, keyRepl := byte(' '), byte('_')
+	if d == ' ' {
+		valRepl = '_'
+	}
+	if d == '_' {
+		keyRepl = '-'
+	}
+	keyOK := func(c byte) bool { return tagChar(c) && c != d }
 	f.fields(e, m, func(k, v string) {
 		dst = append(dst, d)
-		dst = appendKey(dst, k, tagChar)
+		dst = appendKey(dst, k, keyOK, keyRepl)
 		dst = append(dst, '=')
 		dst = appendEscaped(dst, v, func(dst []byte, c byte) ([]byte, bool) {
-			if c == d || c == '\r' || c == '\n' {
-				return append(dst, ' '), true
+			if c == d || c != '\t' && (c < ' ' || c == 0x7f) {
+				return append(dst, valRepl), true
 			}
 			return dst, false
-		}, true)
+		})
 	})
 	return dst
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"slsrelay/deliver/syslogtest"
 )
 
 func syslogEvents() []Event {
@@ -138,4 +140,119 @@ func TestSyslogOptions_Errors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSyslogFormat_Escapes checks each encoding's escaping against its spec
+// by reading the value back the way a receiver following that spec would.
+func TestSyslogFormat_Escapes(t *testing.T) {
+	const v = "a\tb\nc\rd=e|f^g\\h]i\"j"
+	format := func(t *testing.T, o SyslogOptions, key string) string {
+		t.Helper()
+		o.Address = "127.0.0.1:514"
+		s, err := NewSyslog(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &Meta{Project: "proj", Logstore: "audit-log", Tags: []Field{{"__tag__:k", v}}}
+		enc, bad := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{key, v}, {"z", "1"}}}})
+		if bad != -1 {
+			t.Fatalf("bad = %d", bad)
+		}
+		msg := string(enc.body(0, 1))
+		if strings.ContainsAny(msg, "\r\n") {
+			t.Errorf("message holds a line break: %q", msg)
+		}
+		return msg
+	}
+	t.Run("rfc5424 sd", func(t *testing.T) {
+		// RFC 5424 6.3.3 escapes only '"', '\' and ']'; a line break has no
+		// escape and becomes a space; TAB stays.
+		msg := format(t, SyslogOptions{}, "k")
+		m, err := syslogtest.ParseRFC5424(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd, err := syslogtest.ParseSD(m.SD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := sd["sls_tags@32473"]["k"], "a\tb c d=e|f^g\\h]i\"j"; got != want {
+			t.Errorf("SD value read back as %q, want %q (SD %s)", got, want, m.SD)
+		}
+	})
+	t.Run("cef", func(t *testing.T) {
+		// CEF extension values escape '\' and '=' and write CR, LF as \r, \n:
+		// everything else, TAB included, is raw, so the value reads back
+		// exactly. Header fields escape '\' and '|'; line breaks become spaces.
+		msg := format(t, SyslogOptions{Payload: "cef", CEFName: "{{field:k}}"}, "k")
+		hdr := strings.Split(msg[strings.Index(msg, "CEF:0|"):], "|rt=")[0]
+		if want := `|a` + "\t" + `b c d=e\|f^g\\h]i"j|`; !strings.Contains(hdr, want) {
+			t.Errorf("CEF header %q lacks the name %q", hdr, want)
+		}
+		ext := msg[strings.Index(msg, "|rt="):]
+		ext = ext[strings.Index(ext, " k=")+3 : strings.Index(ext, " z=1")]
+		var got strings.Builder
+		for i := 0; i < len(ext); i++ {
+			c := ext[i]
+			if c == '\\' && i+1 < len(ext) {
+				i++
+				switch ext[i] {
+				case 'n':
+					c = '\n'
+				case 'r':
+					c = '\r'
+				case '\\', '=':
+					c = ext[i]
+				default:
+					t.Errorf("escape \\%c is not CEF", ext[i])
+				}
+			} else if c == '=' {
+				t.Errorf("unescaped '=' in %q", ext)
+			}
+			got.WriteByte(c)
+		}
+		if got.String() != v {
+			t.Errorf("CEF extension value %q reads back as %q, want %q", ext, got.String(), v)
+		}
+	})
+	for _, tc := range []struct {
+		name, delim, header, key, want string
+	}{
+		// LEEF has no escape in attributes: the delimiter, CR and LF become a
+		// space; TAB stays unless it is the delimiter.
+		{"leef caret", "^", "|^|", "k", "a\tb c d=e|f g\\h]i\"j"},
+		{"leef tab", "tab", "|x09|", "k", "a b c d=e|f^g\\h]i\"j"},
+		{"leef pipe", "|", "|x7C|", "k", "a\tb c d=e f^g\\h]i\"j"},
+		{"leef space", "x20", "|x20|", "k", "a\tb_c_d=e|f^g\\h]i\"j"},
+		{"leef underscore", "_", "|_|", "my_key", "a\tb c d=e|f^g\\h]i\"j"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := format(t, SyslogOptions{Payload: "leef", LEEFDelimiter: tc.delim}, tc.key)
+			leef := msg[strings.Index(msg, "LEEF:2.0|"):]
+			if !strings.HasPrefix(leef[strings.Index(leef, "|sls|")+4:], tc.header) {
+				t.Fatalf("LEEF header %q: want the delimiter written as %q", leef, tc.header)
+			}
+			d, _ := ParseLEEFDelimiter(tc.delim)
+			body := leef[strings.Index(leef, tc.header)+len(tc.header):]
+			attrs := map[string]string{}
+			for _, a := range strings.Split(body, string(d)) {
+				k, val, ok := strings.Cut(a, "=")
+				if !ok {
+					t.Fatalf("attribute %q without '=' in %q", a, body)
+				}
+				attrs[k] = val
+			}
+			key := strings.ReplaceAll(tc.key, "_", "-")
+			if len(attrs) != 4 || attrs[key] != tc.want || attrs["z"] != "1" {
+				t.Errorf("attributes %q, want %s=%q, z=1 and devTime, devTimeFormat", attrs, key, tc.want)
+			}
+		})
+	}
+	t.Run("kv", func(t *testing.T) {
+		// kv is our own format: backslash escapes inside quotes.
+		msg := format(t, SyslogOptions{Payload: "kv"}, "k")
+		if want := `k="a\tb\nc\rd=e|f^g\\h]i\"j" z=1`; !strings.HasSuffix(msg, want) {
+			t.Errorf("kv payload %q, want suffix %q", msg, want)
+		}
+	})
 }
