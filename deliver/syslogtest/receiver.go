@@ -15,11 +15,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +54,10 @@ type Receiver struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	started int
+
+	linesMu  sync.Mutex
+	linesOff int64 // bytes of out already counted by Lines
+	lines    int
 }
 
 // missing skips the test (or fails it under CI=true) for a missing binary.
@@ -170,6 +176,50 @@ func (r *Receiver) Records() []Record {
 		out = append(out, rec)
 	}
 	return out
+}
+
+// Lines returns how many complete lines (records) the output file holds. It
+// reads only what was appended since the previous call, so it is cheap to
+// poll, even while a benchmark's timer runs.
+func (r *Receiver) Lines() int {
+	r.linesMu.Lock()
+	defer r.linesMu.Unlock()
+	f, err := os.Open(r.out)
+	if errors.Is(err, os.ErrNotExist) {
+		return r.lines
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(r.linesOff, io.SeekStart); err != nil {
+		r.t.Fatal(err)
+	}
+	var buf [64 << 10]byte
+	for {
+		n, err := f.Read(buf[:])
+		r.linesOff += int64(n)
+		r.lines += bytes.Count(buf[:n], []byte{'\n'})
+		if err == io.EOF {
+			return r.lines
+		}
+		if err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// WaitLines polls Lines every millisecond until it reaches n or the timeout
+// passes, and returns it.
+func (r *Receiver) WaitLines(n int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		got := r.Lines()
+		if got >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // WaitRecords polls until at least n records arrived or the timeout passes,

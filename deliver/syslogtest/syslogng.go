@@ -8,21 +8,26 @@ import (
 	"testing"
 )
 
-// SyslogNGOptions choose syslog-ng's network() sources, each on its own
-// loopback port: RFC 5424 over TCP (newline framing, flags(syslog-protocol)),
-// RFC 3164 over TCP, RFC 5424 over TLS (octet counting, syslog() driver)
-// and RFC 5424 over UDP.
+// SyslogNGOptions choose syslog-ng's sources, each on its own loopback
+// port: network() sources for RFC 5424 over TCP (newline framing,
+// flags(syslog-protocol)), RFC 3164 over TCP, the same two over TLS
+// (RFC5424TLS, RFC3164TLS: network(transport("tls")), newline framing) and
+// RFC 5424 over UDP; and TLS, RFC 5424 over TLS with octet counting through
+// the syslog() driver (RFC 5425).
 type SyslogNGOptions struct {
 	RFC5424, RFC3164, TLS, UDP bool
-	// RequireClientCert: the TLS source demands a certificate signed by CAFile.
-	RequireClientCert         bool
+	RFC5424TLS, RFC3164TLS     bool
+	// RequireClientCert: the TLS sources demand a certificate signed by CAFile.
+	RequireClientCert bool
+	// The TLS sources' CA, certificate and key (see NewCerts).
 	CAFile, CertFile, KeyFile string
 }
 
-// SyslogNG is a running syslog-ng with its source addresses.
+// SyslogNG is a running syslog-ng with its source addresses ("" when off).
 type SyslogNG struct {
 	*Receiver
 	RFC5424Addr, RFC3164Addr, TLSAddr, UDPAddr string
+	RFC5424TLSAddr, RFC3164TLSAddr             string
 }
 
 // SyslogNGRoot is where .ci/run unpacks syslog-ng (dpkg -x of syslog-ng-core
@@ -79,27 +84,31 @@ func StartSyslogNG(t testing.TB, o SyslogNGOptions) *SyslogNG {
 		r.UDPAddr = addr(p)
 		src("s_udp", fmt.Sprintf(`network(ip("127.0.0.1") port(%d) transport("udp") flags(syslog-protocol))`, p))
 	}
-	if o.TLS {
-		p := freePort(t)
-		r.TLSAddr = addr(p)
-		r.ready = append(r.ready, r.TLSAddr)
+	var tlsOpts string
+	if o.TLS || o.RFC5424TLS || o.RFC3164TLS {
 		verify := "optional-untrusted"
 		if o.RequireClientCert {
 			verify = "required-trusted"
 		}
-		caDir := filepath.Join(dir, "ca.d")
-		if err := os.Mkdir(caDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if o.CAFile != "" {
-			b, err := os.ReadFile(o.CAFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(caDir, "ca.pem"), string(b))
-		}
-		src("s_tls", fmt.Sprintf(`syslog(ip("127.0.0.1") port(%d) transport("tls") tls(key-file(%q) cert-file(%q) ca-file(%q) peer-verify(%s)) log-iw-size(100000))`,
-			p, o.KeyFile, o.CertFile, o.CAFile, verify))
+		tlsOpts = fmt.Sprintf(`tls(key-file(%q) cert-file(%q) ca-file(%q) peer-verify(%s))`, o.KeyFile, o.CertFile, o.CAFile, verify)
+	}
+	if o.TLS {
+		p := freePort(t)
+		r.TLSAddr = addr(p)
+		r.ready = append(r.ready, r.TLSAddr)
+		src("s_tls", fmt.Sprintf(`syslog(ip("127.0.0.1") port(%d) transport("tls") %s log-iw-size(100000))`, p, tlsOpts))
+	}
+	if o.RFC5424TLS {
+		p := freePort(t)
+		r.RFC5424TLSAddr = addr(p)
+		r.ready = append(r.ready, r.RFC5424TLSAddr)
+		src("s_rfc5424_tls", fmt.Sprintf(`network(ip("127.0.0.1") port(%d) transport("tls") %s flags(syslog-protocol) log-iw-size(100000) max-connections(100))`, p, tlsOpts))
+	}
+	if o.RFC3164TLS {
+		p := freePort(t)
+		r.RFC3164TLSAddr = addr(p)
+		r.ready = append(r.ready, r.RFC3164TLSAddr)
+		src("s_rfc3164_tls", fmt.Sprintf(`network(ip("127.0.0.1") port(%d) transport("tls") %s log-iw-size(100000) max-connections(100))`, p, tlsOpts))
 	}
 	if len(r.ready) == 0 { // something to wait for
 		p := freePort(t)
