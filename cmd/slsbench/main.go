@@ -341,7 +341,7 @@ func (b *bench) benchE2E(ctx context.Context, rep *report) error {
 }
 
 // benchFuncs holds benchmarks that register themselves from their own
-// files (peerbench.go: spool, peer).
+// files (spooldd.go: spool; peer_syslogng.go: peer).
 var benchFuncs = map[string]func(*bench, context.Context, *report) error{}
 
 // registered returns the named benchmark, or one that notes in the report

@@ -33,15 +33,23 @@ type report struct {
 	missing     []string // benchmarks this build lacks
 }
 
-// spoolFigures are one spool-vs-dd run (benchmark 3, spooldd.go).
+// spoolFigures are one spool-vs-dd run (benchmark 3, spooldd.go). Bytes
+// are record payloads (uncompressed, as Put takes them); DiskBytes what the
+// spool held on disk for them (lz4, framing included). Ratio is
+// WriteMBps / DDMBps.
 type spoolFigures struct {
-	Bytes                               int64
+	Bytes, DiskBytes                    int64
+	Records                             int
+	Write, Drain                        time.Duration
+	PutTime, SyncTime                   time.Duration // of Write: in Put (encode, compress, write(2)) and in Sync (fsync)
+	WriteCPU, WriteWait                 time.Duration // over Write, this process's threads on a CPU / runnable waiting for one
 	WriteMBps, DrainMBps, DDMBps, Ratio float64
 }
 
 // peerFigures are one syslog-ng run (benchmark 7, peer_syslogng.go).
 type peerFigures struct {
 	Events       int
+	Dups         int
 	Elapsed      time.Duration
 	EventsPerSec float64
 	RawBytes     int64
@@ -288,7 +296,8 @@ func (r *report) render(w io.Writer, plotName string) {
 	p("  first 20 s). Each run uses a fresh consumer group and data directory.")
 	p("- **Loss check**: the receiver counts distinct `event_id`s in a bitmap; a run ends when every id arrived and")
 	p("  fails if one is missing. Duplicates are counted and shown.")
-	p("- **CPU** is the relay's user + system time (rusage of the subprocess), **peak RSS** its VmHWM / ru_maxrss.")
+	p("- **CPU** is the relay's user + system time (rusage of the subprocess), **peak RSS** its VmHWM, read from")
+	p("  /proc just before it is stopped (not ru_maxrss: Linux carries the bench process's RSS into it at exec).")
 	p("")
 	if len(r.missing) > 0 {
 		p("**Not in this build of slsbench**: %s.", strings.Join(r.missing, ", "))
@@ -306,7 +315,8 @@ func (r *report) render(w io.Writer, plotName string) {
 	p("- slsrelay (benchmarks 1, 4, 5): every pull is written to the spool and **fsynced** before its checkpoint")
 	p("  moves; a record leaves the spool only after HEC answered 2xx (with acks: after the ack). Survives a")
 	p("  process crash and a power loss.")
-	p("- Spool benchmark (3): records are fsynced (Put + Sync, one barrier per batch of records); dd uses `conv=fsync`.")
+	p("- Spool benchmark (3): records are fsynced (Put + Sync, one barrier per record, i.e. per pull); dd uses `conv=fsync`")
+	p("  (one fsync, at the end).")
 	p("- syslog-ng (7): `disk-buffer(reliable(yes))` writes every message to its queue file but never calls fsync:")
 	p("  it survives a crash of syslog-ng, not a power loss. Its figure therefore has weaker durability than the relay's.")
 	p("- Ceiling (2): nothing is stored; it measures loopback and the receiver only.")
@@ -405,15 +415,33 @@ func (r *report) renderSpool(p printer) {
 	p("")
 	p("%s of records written with the barrier on, then drained (Peek + Ack); `dd if=/dev/zero bs=1M conv=fsync`",
 		mibText(r.opts.spoolBytes))
-	p("of the same size in the same directory, in the same run.")
+	p("of the same size in the same directory, in the same run (dd and the spool take turns going first).")
+	p("Records are in the relay's format, one pull of %d workload groups (%d logs, ~10 MB) each, a pool of", 100, 100*perGroup)
+	p("at most %d distinct ones cycled; the spool has the relay's default options (lz4, 64 MiB segments) and one", spoolPoolRecords)
+	p("writer doing Put + Sync per record, as ingest does per pull. **MB/s are record payload bytes** (the")
+	p("serialized LogGroupList, uncompressed, what Put takes) per second; the spool writes them lz4-compressed,")
+	p("so it puts fewer bytes on disk than dd does for the same figure (*on disk* below). Drain reads what was")
+	p("just written, mostly from the page cache.")
 	p("")
-	p("| spool write MB/s | spool drain MB/s | dd MB/s | spool/dd |")
-	p("| --- | --- | --- | --- |")
-	p("| %s | %s | %s | %s |",
+	p("| spool write MB/s | spool drain MB/s | dd MB/s | spool/dd | on disk per payload byte | write time in Put / in Sync |")
+	p("| --- | --- | --- | --- | --- | --- |")
+	p("| %s | %s | %s | %s | %s | %s / %s |",
 		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.WriteMBps }), "%.0f"),
 		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.DrainMBps }), "%.0f"),
 		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.DDMBps }), "%.0f"),
-		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.Ratio }), "%.2f"))
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.Ratio }), "%.2f"),
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return float64(x.DiskBytes) / float64(max(1, x.Bytes)) }), "%.2f"),
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return 100 * x.PutTime.Seconds() / x.Write.Seconds() }), "%.0f%%"),
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return 100 * x.SyncTime.Seconds() / x.Write.Seconds() }), "%.0f%%"))
+	p("")
+	p("*In Put* is encoding (CRC32C, lz4) and diskqueue's write(2); *in Sync* the fsync barrier. Over the write")
+	p("(%s s), this process's threads were on a CPU for %s s in all, and runnable but waiting for a CPU for",
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.Write.Seconds() }), "%.2f"),
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.WriteCPU.Seconds() }), "%.2f"))
+	p("%s s in all (`/proc/self/task/*/schedstat`; sums over threads, so either may exceed the wall time).",
+		cell(pluck(r.spool, func(x spoolFigures) float64 { return x.WriteWait.Seconds() }), "%.2f"))
+	p("`slsbench -profile DIR` writes this process's CPU profile of each write and drain (`spool-N.write.cpu`,")
+	p("`spool-N.drain.cpu`).")
 	p("")
 }
 
@@ -528,6 +556,12 @@ func (r *report) renderPeer(p printer) {
 	p("workload as ~1 KB JSON lines over TCP and forwards them with `http()` and `disk-buffer(reliable(yes))` to")
 	p("the same HEC receiver (ack off). See `cmd/slsbench/peer_syslogng.go` for its configuration.")
 	p("")
+	p("The input is the end-to-end workload's logs (the same generators, so the same event ids), one JSON object of")
+	p("a log's contents per line (what the relay's HEC events carry as `event`), fed at full speed from files over")
+	p("%d TCP connections into a `network()` source with `flags(no-parse)` and `flags(flow-control)`; `http()` posts", peerConns)
+	p("`{\"event\":<line>}` objects, newline-delimited, in batches of up to 1 MiB, %d workers, through a reliable", peerWorkers)
+	p("disk buffer. Rate is over *first byte fed → last event received*, as the receiver counts distinct ids.")
+	p("")
 	p("| | events/s | MB/s of input | CPU s per GB of input | peak RSS, MiB |")
 	p("| --- | --- | --- | --- | --- |")
 	p("| syslog-ng reliable disk buffer (no fsync) | %s | %s | %s | %s |",
@@ -543,7 +577,16 @@ func (r *report) renderPeer(p printer) {
 			cell(pluck(r.e2e, func(x e2eResult) float64 { return mib(x.PeakRSS) }), "%.0f"))
 		p("")
 		p("Ratio slsrelay / syslog-ng (medians): **%.2f×**. slsrelay does more per event: it decodes the SLS", r.e2eRate()/r.peerRate())
-		p("protobuf, re-encodes HEC JSON, and fsyncs its spool.")
+		p("protobuf, re-encodes HEC JSON, and fsyncs its spool. The slsrelay row's MB/s and CPU are per raw (protobuf)")
+		p("byte, syslog-ng's per byte of its JSON input.")
+	}
+	p("")
+	p("Differences that favour syslog-ng: it posts uncompressed JSON (the relay gzips, which the same receiver then")
+	p("inflates), its events carry no `time` or indexed `fields` (less for the receiver to parse), and its disk")
+	p("buffer is never fsynced.")
+	if r.peerErr != "" {
+		p("")
+		p("**A later run failed**: %s", r.peerErr)
 	}
 	p("")
 }
