@@ -1,6 +1,7 @@
 package slstest
 
 import (
+	"encoding/base64"
 	"net/http"
 	"sort"
 	"time"
@@ -200,10 +201,17 @@ func (g *consumerGroup) heldByOther(id int, consumer string) bool {
 }
 
 // updateCheckpoint applies the service's rules: without force, only the
-// consumer the shard is assigned to may move its checkpoint.
+// consumer the shard is assigned to may move its checkpoint. Statuses,
+// codes and messages are those of the service's ConsumerGroupUpdateCheckPoint
+// reference (400 InvalidShardCheckPoint, 404 ConsumerNotExist, 404
+// ShardNotExist); ConsumerNotMatch is not in that table, its status and
+// message are the emulator's.
 func (g *consumerGroup) updateCheckpoint(ls *logstore, consumer string, shardID int, cursor string, force bool, now time.Time) *apiError {
+	if _, err := base64.StdEncoding.DecodeString(cursor); err != nil || cursor == "" {
+		return errf(http.StatusBadRequest, codeBadCheckpoint, "shard checkpoint not encoded by base64")
+	}
 	if _, err := ls.shard(shardID); err != nil {
-		return errf(http.StatusBadRequest, codeShardNotExist, "shard %d does not exist", shardID)
+		return errf(http.StatusNotFound, codeShardNotExist, "shard not exist")
 	}
 	if _, ok := decodeCursor(cursor); !ok {
 		return errf(http.StatusBadRequest, codeInvalidCursor, "checkpoint %q is not a valid cursor", cursor)
@@ -211,7 +219,7 @@ func (g *consumerGroup) updateCheckpoint(ls *logstore, consumer string, shardID 
 	if !force {
 		g.expire(now)
 		if _, ok := g.consumers[consumer]; !ok {
-			return errf(http.StatusBadRequest, codeConsumerNotExist, "consumer %s does not exist in consumer group %s", consumer, g.name)
+			return errf(http.StatusNotFound, codeConsumerNotExist, "consumer not exist in the consumer group")
 		}
 		if g.owner[shardID] != consumer {
 			return errf(http.StatusBadRequest, codeConsumerNotMatch, "consumer %s does not hold shard %d", consumer, shardID)

@@ -56,7 +56,12 @@
 //     A read-only shard stops being assigned once its checkpoint reaches its
 //     end; with order=true, children wait for their parents. Updating a
 //     checkpoint without forceSuccess=true needs the shard to be assigned to
-//     the caller (else 400 ConsumerNotMatch, or ConsumerNotExist).
+//     the caller (else 400 ConsumerNotMatch, or 404 ConsumerNotExist); with
+//     forceSuccess=true anyone may move it. The SDK's consumer library always
+//     commits with forceSuccess=true. Group and checkpoint errors use the
+//     statuses, codes and messages of the service's API reference
+//     (ConsumerGroupNotExist, ConsumerGroupAlreadyExist, JsonInfoInvalid,
+//     InvalidShardCheckPoint, ConsumerNotExist, ShardNotExist).
 //   - Retention: LogstoreOptions.TTL or SetTTL, by receive time. A cursor or
 //     checkpoint into expired data gets 400 InvalidCursor on PullLogs and
 //     GetCursorTime; GetCursor begin then answers the oldest retained group.
@@ -98,8 +103,9 @@
 //     rest with its next heartbeat: SDK v0.1.124's Client.initHttpClient
 //     writes fields without synchronisation on first use, and shard workers
 //     starting together would trip the race detector in every -race test.
-//   - Status codes of rare errors (ShardNotExist 404, ConsumerNotExist 400,
-//     ShardReadOnly) are best guesses; the SDK's consumer library compares
+//   - Status codes of rare errors the API reference does not list
+//     (ConsumerNotMatch 400, ShardReadOnly 400) and the message of
+//     ConsumerNotMatch are best guesses; the SDK's consumer library compares
 //     the misspelt "ConsumerNotExsit"/"ShardNotExsit", the emulator sends the
 //     spellings of the SDK's error_code.go.
 //   - No quotas, throttling or shard auto-split; 403 only when injected.

@@ -50,6 +50,8 @@ const (
 	codeGroupNotExist     = "ConsumerGroupNotExist"
 	codeConsumerNotExist  = "ConsumerNotExist"
 	codeConsumerNotMatch  = "ConsumerNotMatch"
+	codeBadCheckpoint     = "InvalidShardCheckPoint"
+	codeJSONInfoInvalid   = "JsonInfoInvalid"
 	codeLogstoreExist     = "LogStoreAlreadyExist"
 	codeNotSupported      = "NotSupported"
 	codeInternal          = "InternalServerError"

@@ -131,13 +131,13 @@ func (s *Server) consumerGroups(rq *request) {
 			Order   bool   `json:"order"`
 		}
 		if err := json.Unmarshal(rq.body, &body); err != nil || body.Name == "" || body.Timeout <= 0 {
-			s.writeError(rq, errf(http.StatusBadRequest, codeParameterInvalid, "invalid consumer group body"))
+			s.writeError(rq, errf(http.StatusBadRequest, codeJSONInfoInvalid, "consumerGroup or timeout is of error format"))
 			return
 		}
 		var aerr *apiError
 		ls.write(func() {
 			if _, ok := ls.groups[body.Name]; ok {
-				aerr = errf(http.StatusBadRequest, codeGroupExist, "consumer group %s already exists", body.Name)
+				aerr = errf(http.StatusBadRequest, codeGroupExist, "consumer group already exist")
 				return
 			}
 			ls.groups[body.Name] = newConsumerGroup(body.Name, body.Timeout, body.Order)
@@ -168,7 +168,7 @@ func (s *Server) consumerGroup(rq *request) {
 	ls.write(func() {
 		g, ok := ls.groups[name]
 		if !ok {
-			aerr = errf(http.StatusNotFound, codeGroupNotExist, "consumer group %s does not exist", name)
+			aerr = errf(http.StatusNotFound, codeGroupNotExist, "consumer group not exist")
 			return
 		}
 		now := time.Now()
@@ -178,14 +178,14 @@ func (s *Server) consumerGroup(rq *request) {
 				Order   *bool `json:"order"`
 				Timeout *int  `json:"timeout"`
 			}
-			if err := json.Unmarshal(rq.body, &body); err != nil {
-				aerr = errf(http.StatusBadRequest, codeParameterInvalid, "invalid consumer group body")
+			if err := json.Unmarshal(rq.body, &body); err != nil || (body.Timeout != nil && *body.Timeout <= 0) {
+				aerr = errf(http.StatusBadRequest, codeJSONInfoInvalid, "timeout is of error value type")
 				return
 			}
 			if body.Order != nil {
 				g.inOrder = *body.Order
 			}
-			if body.Timeout != nil && *body.Timeout > 0 {
+			if body.Timeout != nil {
 				g.timeout = *body.Timeout
 			}
 		case m == http.MethodDelete:
