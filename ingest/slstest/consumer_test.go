@@ -2,7 +2,10 @@ package slstest_test
 
 import (
 	"errors"
+	"io"
+	"math"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +21,12 @@ type consumer struct {
 	w    *consumerLibrary.ConsumerWorker
 	logs *logBuffer
 	cut  *atomic.Bool // when set, every request fails as if the host died
+	wire *wireStats   // what its HTTP client saw
+
+	batches     atomic.Int64 // process calls with logs
+	read        atomic.Int64 // logs recorded
+	uncommitted atomic.Int64 // logs recorded whose checkpoint could not be saved
+	diedWith    atomic.Int64 // with dieAfter: distinct logs in seen when it died; -1 before
 }
 
 type consumerOpts struct {
@@ -27,20 +36,83 @@ type consumerOpts struct {
 	secret      string
 	logstore    string
 	authV4      bool
+	maxFetch    int // MaxFetchLogGroupCount; 0 = the SDK's 1000
+	// onBatch, if set, runs on the shard worker after the n-th batch of
+	// logs was recorded and its checkpoint saved (or not).
+	onBatch func(c *consumer, n int64)
+	// dieAfter, if > 0, cuts the consumer off after it recorded that many
+	// batches, before their checkpoint is saved: its host dies mid-batch.
+	dieAfter int64
 }
 
-// cutTransport fails every request while cut is set.
+// wireStats count the HTTP exchanges of requests a consumer's client sent
+// since from.
+type wireStats struct {
+	from      atomic.Int64 // unix nanos; 0 = not counting
+	sent      atomic.Int64 // requests sent
+	answered  atomic.Int64 // requests answered (any HTTP status)
+	failed    atomic.Int64 // requests that got no answer
+	minNanos  atomic.Int64 // quickest answer (headers)
+	bodyBytes atomic.Int64 // answer body bytes read
+}
+
+// reset starts counting afresh from now.
+func (w *wireStats) reset() {
+	w.sent.Store(0)
+	w.answered.Store(0)
+	w.failed.Store(0)
+	w.minNanos.Store(math.MaxInt64)
+	w.bodyBytes.Store(0)
+	w.from.Store(time.Now().UnixNano())
+}
+
+// cutTransport fails every request while cut is set, and counts exchanges.
 type cutTransport struct {
 	cut  *atomic.Bool
+	wire *wireStats
 	next http.RoundTripper
 }
 
 func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	counted := c.wire.from.Load() != 0 && start.UnixNano() >= c.wire.from.Load()
+	if counted {
+		c.wire.sent.Add(1)
+	}
 	if c.cut.Load() {
+		if counted {
+			c.wire.failed.Add(1)
+		}
 		return nil, errors.New("test: consumer host cut off")
 	}
-	return c.next.RoundTrip(r)
+	resp, err := c.next.RoundTrip(r)
+	if !counted {
+		return resp, err
+	}
+	if err != nil {
+		c.wire.failed.Add(1)
+		return resp, err
+	}
+	c.wire.answered.Add(1)
+	d := time.Since(start).Nanoseconds()
+	for m := c.wire.minNanos.Load(); d < m && !c.wire.minNanos.CompareAndSwap(m, d); m = c.wire.minNanos.Load() {
+	}
+	resp.Body = countingBody{resp.Body, &c.wire.bodyBytes}
+	return resp, nil
 }
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+var errHostDead = errors.New("test: consumer host is dead")
 
 func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts) *consumer {
 	t.Helper()
@@ -53,8 +125,9 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 	if o.logstore == "" {
 		o.logstore = logstore
 	}
-	c := &consumer{logs: &logBuffer{t: t}, cut: new(atomic.Bool)}
-	hc := &http.Client{Transport: cutTransport{c.cut, s.HTTPClient().Transport}, Timeout: 10 * time.Second}
+	c := &consumer{logs: &logBuffer{t: t}, cut: new(atomic.Bool), wire: new(wireStats)}
+	c.diedWith.Store(-1)
+	hc := &http.Client{Transport: cutTransport{c.cut, c.wire, s.HTTPClient().Transport}, Timeout: 10 * time.Second}
 	cfg := consumerLibrary.LogHubConfig{
 		Endpoint:                  s.Endpoint(),
 		AccessKeyID:               slstest.DefaultAKID,
@@ -68,6 +141,7 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 		HeartbeatIntervalInSecond: 1,
 		HeartbeatTimeoutInSecond:  3,
 		DataFetchIntervalInMs:     20,
+		MaxFetchLogGroupCount:     o.maxFetch,
 		AutoCommitDisabled:        true,
 		HTTPClient:                hc,
 		Logger:                    c.logs,
@@ -78,8 +152,27 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 	}
 	c.w = consumerLibrary.InitConsumerWorkerWithCheckpointTracker(cfg,
 		func(shard int, gl *sls.LogGroupList, tr consumerLibrary.CheckPointTracker) (string, error) {
-			seen.addList(gl)
-			return "", tr.SaveCheckPoint(true)
+			if c.cut.Load() {
+				return "", errHostDead // a dead host processes nothing
+			}
+			n := seen.addList(gl)
+			if n == 0 { // an empty pull at the end of the shard
+				return "", tr.SaveCheckPoint(true)
+			}
+			b := c.batches.Add(1)
+			c.read.Add(int64(n))
+			if o.dieAfter > 0 && b == o.dieAfter {
+				c.cut.Store(true)
+				c.diedWith.Store(int64(seen.len()))
+			}
+			err := tr.SaveCheckPoint(true)
+			if err != nil {
+				c.uncommitted.Add(int64(n))
+			}
+			if o.onBatch != nil {
+				o.onBatch(c, b)
+			}
+			return "", err
 		})
 	c.w.Start()
 	t.Cleanup(func() {
@@ -92,88 +185,132 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 
 func (c *consumer) stop() { c.cut.Store(false); c.w.StopAndWait() }
 
-func TestConsumer_ReadsEveryLogOnce(t *testing.T) {
+// TestConsumer_PutLogs100k writes 100,000 logs through the SDK's PutLogs
+// and PostLogStoreLogs into 4 shards while two consumer groups read them
+// with the SDK's consumer library: "one" with a single consumer, which must
+// read every log exactly once, and "three" with three consumers, which
+// must spread the shards, survive one of them dying mid-consumption (its
+// heartbeat stops, no graceful shutdown) and read every log.
+func TestConsumer_PutLogs100k(t *testing.T) {
 	t.Parallel()
+	const (
+		total    = 100_000
+		perGroup = 500
+		maxFetch = 4 // groups a pull for group "three": many pulls a shard
+		victim   = "c"
+	)
 	s := slstest.NewServer(t, slstest.Options{})
-	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 100_000, 100, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := newIDSet()
-	c := startConsumer(t, s, seen, consumerOpts{group: "g", name: "c1"})
-	defer c.stop()
-	waitFor(t, 60*time.Second, "100000 logs consumed", func() bool { return seen.len() >= len(ids) })
-	if m := seen.missing(ids); len(m) > 0 {
-		t.Fatalf("%d ids never read, e.g. %s", len(m), m[0])
-	}
-	if d := seen.duplicates(); d != 0 {
-		t.Fatalf("%d logs read more than once", d)
-	}
-	if got := s.Stats().LogsServed; got != int64(len(ids)) {
-		t.Errorf("Stats.LogsServed = %d, want %d", got, len(ids))
-	}
-}
+	seenOne, seenThree := newIDSet(), newIDSet()
+	one := startConsumer(t, s, seenOne, consumerOpts{group: "one", name: "solo"})
+	defer one.stop()
 
-func TestConsumer_Failover(t *testing.T) {
-	t.Parallel()
-	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 6}}})
-	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 30_000, 100, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := newIDSet()
-	var cs []*consumer
+	three := map[string]*consumer{}
 	for _, name := range []string{"a", "b", "c"} {
-		cs = append(cs, startConsumer(t, s, seen, consumerOpts{group: "g", name: name}))
+		o := consumerOpts{group: "three", name: name, maxFetch: maxFetch}
+		if name == victim {
+			o.dieAfter = 3
+		}
+		three[name] = startConsumer(t, s, seenThree, o)
 	}
 	defer func() {
-		for _, c := range cs {
-			c.stop()
+		// Stopping the victim waits out the SDK's backoff on its failed
+		// pulls; stop the consumers together.
+		var wg sync.WaitGroup
+		for _, c := range three {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.stop() }()
 		}
+		wg.Wait()
 	}()
-	t.Run("shards are spread over the consumers", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "2 shards for each consumer", func() bool {
-			per := map[string]int{}
-			for _, c := range s.Assignments(project, logstore, "g") {
-				per[c]++
-			}
-			return per["a"] == 2 && per["b"] == 2 && per["c"] == 2
-		})
-		waitFor(t, 30*time.Second, "first batch consumed", func() bool { return seen.len() >= len(ids) })
-	})
-	t.Run("a silent consumer's shards move", func(t *testing.T) {
-		cs[2].cut.Store(true) // c's host dies: no heartbeat, no commit
-		more, err := slstest.Seed(s, project, logstore, slstest.KindAudit, 30_000, 100, 3)
-		if err != nil {
-			t.Fatal(err)
+	perConsumer := func() map[string]int {
+		per := map[string]int{}
+		for _, c := range s.Assignments(project, logstore, "three") {
+			per[c]++
 		}
-		ids = append(ids, more...)
-		waitFor(t, 30*time.Second, "c's shards reassigned", func() bool {
-			a := s.Assignments(project, logstore, "g")
+		return per
+	}
+	waitFor(t, 30*time.Second, "every consumer of group three holding a shard", func() bool {
+		per := perConsumer()
+		return per["a"] >= 1 && per["b"] >= 1 && per["c"] >= 1 && per["a"]+per["b"]+per["c"] == 4
+	})
+	victimShards := []int{}
+	for shard, c := range s.Assignments(project, logstore, "three") {
+		if c == victim {
+			victimShards = append(victimShards, shard)
+		}
+	}
+	t.Logf("group three before the failover: %v", s.Assignments(project, logstore, "three"))
+
+	pstart := time.Now()
+	ids := produce(t, s, slstest.KindWeb, total, perGroup, 1)
+	t.Logf("produced in %v", time.Since(pstart))
+	st := s.Stats()
+	if st.Puts != total/perGroup || st.LogsWritten != total {
+		t.Fatalf("stats after the SDK writes: %+v, want %d puts of %d logs", st, total/perGroup, total)
+	}
+	info, _ := s.Shards(project, logstore)
+	for _, sh := range info {
+		if sh.Logs < total/8 {
+			t.Fatalf("shard %d got %d of %d logs: writes not spread (%+v)", sh.ID, sh.Logs, total, info)
+		}
+	}
+
+	t.Run("one consumer reads every log exactly once", func(t *testing.T) {
+		waitFor(t, 90*time.Second, "100000 logs consumed by group one", func() bool { return seenOne.len() >= len(ids) })
+		if m := seenOne.missing(ids); len(m) > 0 {
+			t.Fatalf("%d ids never read, e.g. %s", len(m), m[0])
+		}
+		if d := seenOne.duplicates(); d != 0 || one.read.Load() != int64(len(ids)) {
+			t.Fatalf("%d logs read more than once (%d reads of %d logs)", d, one.read.Load(), len(ids))
+		}
+	})
+	t.Run("three consumers: shards spread, a dead one's move, no gap", func(t *testing.T) {
+		killedAt := &three[victim].diedWith
+		waitFor(t, 30*time.Second, "the victim dying", func() bool { return killedAt.Load() >= 0 })
+		if k := killedAt.Load(); k >= int64(len(ids)) {
+			t.Fatalf("the victim died after everything was read (%d logs)", k)
+		}
+		waitFor(t, 30*time.Second, "the victim's shards reassigned", func() bool {
+			a := s.Assignments(project, logstore, "three")
 			for _, c := range a {
-				if c == "c" {
+				if c == victim {
 					return false
 				}
 			}
-			return len(a) == 6
+			return len(a) == 4
 		})
-		waitFor(t, 30*time.Second, "all logs consumed", func() bool { return seen.len() >= len(ids) })
-		if m := seen.missing(ids); len(m) > 0 {
-			t.Fatalf("%d ids never read", len(m))
+		waitFor(t, 90*time.Second, "100000 logs consumed by group three", func() bool { return seenThree.len() >= len(ids) })
+		if m := seenThree.missing(ids); len(m) > 0 {
+			t.Fatalf("%d ids never read, e.g. %s", len(m), m[0])
 		}
-		t.Logf("duplicates after failover: %d", seen.duplicates())
+		for name, c := range three {
+			if c.read.Load() == 0 {
+				t.Errorf("consumer %s read nothing", name)
+			}
+		}
+		// Every duplicate is a log the victim read but could not commit
+		// before it died: the consumer taking its shard over starts from
+		// its last checkpoint.
+		dups, lost := seenThree.duplicates(), three[victim].uncommitted.Load()
+		t.Logf("failover: victim %s held shards %v, died after %d batches with %d of %d logs read by the group; "+
+			"it read %d logs, %d uncommitted; %d duplicates; assignments now %v",
+			victim, victimShards, three[victim].batches.Load(), killedAt.Load(), len(ids),
+			three[victim].read.Load(), lost, dups, s.Assignments(project, logstore, "three"))
+		if int64(dups) > lost {
+			t.Fatalf("%d duplicates, more than the %d logs the victim read without committing", dups, lost)
+		}
 	})
 	t.Run("a stopped consumer's shards move", func(t *testing.T) {
-		cs[1].stop()
-		cs = cs[:1]
+		three["b"].stop()
+		delete(three, "b")
 		waitFor(t, 30*time.Second, "all shards on a", func() bool {
-			a := s.Assignments(project, logstore, "g")
+			a := s.Assignments(project, logstore, "three")
 			for _, c := range a {
 				if c != "a" {
 					return false
 				}
 			}
-			return len(a) == 6
+			return len(a) == 4
 		})
 	})
 }

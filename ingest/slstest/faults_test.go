@@ -154,3 +154,98 @@ func TestConsumer_Faults(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumer_SlowAndUnreachable runs a consumer into each of the other
+// faults: added latency, a bandwidth cap and the whole service unreachable.
+// The consumer switches the fault on itself after its first batch, so the
+// fault always starts mid-consumption; the test watches what the SDK's
+// HTTP client sees while it lasts, switches it off and checks that
+// consumption completes with no loss.
+func TestConsumer_SlowAndUnreachable(t *testing.T) {
+	t.Parallel()
+	const (
+		latency   = 300 * time.Millisecond
+		bandwidth = 128 << 10 // bytes/s
+	)
+	for _, tc := range []struct {
+		name string
+		set  func(s *slstest.Server, on bool)
+		// observe waits for the fault to show in what the consumer's HTTP
+		// client saw since the fault was switched on at since.
+		observe func(t *testing.T, c *consumer, since time.Time)
+	}{
+		{"latency", func(s *slstest.Server, on bool) {
+			f := slstest.Faults{}
+			if on {
+				f.Latency = latency
+			}
+			s.SetFaults(project, logstore, f)
+		}, func(t *testing.T, c *consumer, since time.Time) {
+			waitFor(t, 30*time.Second, "5 answers and a batch under the latency", func() bool {
+				return c.wire.answered.Load() >= 5 && c.batches.Load() >= 2
+			})
+			if d := time.Duration(c.wire.minNanos.Load()); d < latency {
+				t.Fatalf("quickest of %d answers took %v, want at least the injected %v", c.wire.answered.Load(), d, latency)
+			}
+		}},
+		{"bandwidth", func(s *slstest.Server, on bool) {
+			f := slstest.Faults{}
+			if on {
+				f.Bandwidth = bandwidth
+			}
+			s.SetFaults(project, logstore, f)
+		}, func(t *testing.T, c *consumer, since time.Time) {
+			waitFor(t, 30*time.Second, "3 batches under the cap", func() bool { return c.batches.Load() >= 4 })
+			elapsed, got := time.Since(since), c.wire.bodyBytes.Load()
+			// The pacer lets rate×t bytes out by time t; one 16 KiB chunk of slack.
+			if max := int64(bandwidth*elapsed.Seconds()) + 32<<10; got > max {
+				t.Fatalf("the consumer read %d bytes in %v, more than the %d B/s cap allows (%d)", got, elapsed, bandwidth, max)
+			}
+			t.Logf("under the cap: %d bytes in %v (%.0f B/s)", got, elapsed, float64(got)/elapsed.Seconds())
+		}},
+		{"unreachable", func(s *slstest.Server, on bool) {
+			s.SetFaults("", "", slstest.Faults{Unreachable: on})
+		}, func(t *testing.T, c *consumer, since time.Time) {
+			waitFor(t, 30*time.Second, "requests failing and the consumer logging it", func() bool {
+				return c.wire.failed.Load() >= 3 && c.logs.contains("slstest: unreachable")
+			})
+			if n := c.wire.answered.Load(); n != 0 {
+				t.Fatalf("%d requests answered while the service was unreachable", n)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 2}}})
+			ids, err := slstest.Seed(s, project, logstore, slstest.KindAudit, 5_000, 10, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := newClient(s).CreateConsumerGroup(project, logstore, sls.ConsumerGroup{ConsumerGroupName: "g", Timeout: 3}); err != nil {
+				t.Fatal(err)
+			}
+			seen := newIDSet()
+			c := startConsumer(t, s, seen, consumerOpts{group: "g", name: "c", maxFetch: 10, onBatch: func(c *consumer, n int64) {
+				if n == 1 {
+					tc.set(s, true)
+					c.wire.reset()
+				}
+			}})
+			defer c.stop()
+			waitFor(t, 30*time.Second, "the first batch switching the fault on", func() bool { return c.wire.from.Load() != 0 })
+			tc.observe(t, c, time.Unix(0, c.wire.from.Load()))
+			read := seen.len()
+			tc.set(s, false)
+			t.Logf("fault off after %v with %d of %d logs read; %d requests sent, %d answered, %d failed",
+				time.Since(time.Unix(0, c.wire.from.Load())).Round(time.Millisecond), read, len(ids),
+				c.wire.sent.Load(), c.wire.answered.Load(), c.wire.failed.Load())
+			if read >= len(ids) {
+				t.Fatalf("everything was read while the fault was on")
+			}
+			waitFor(t, 60*time.Second, "every log consumed", func() bool { return seen.len() >= len(ids) })
+			if m := seen.missing(ids); len(m) > 0 {
+				t.Fatalf("%d ids never read", len(m))
+			}
+		})
+	}
+}

@@ -1,6 +1,9 @@
 package slstest_test
 
 import (
+	"crypto/md5"
+	"encoding/hex"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +28,42 @@ func newClient(s *slstest.Server) *sls.Client {
 	return c
 }
 
+// produce writes total logs of kind into the default logstore through the
+// SDK's producer-side calls, perGroup logs a request, and returns their
+// event ids in order. Requests cycle through PutLogs (round robin over the
+// readwrite shards) and PostLogStoreLogs (routed by an MD5 hash key), each
+// with lz4 and with zstd bodies, as the SDK compresses them.
+func produce(t testing.TB, s *slstest.Server, kind slstest.Kind, total, perGroup int, seed int64) []string {
+	t.Helper()
+	c := newClient(s)
+	g := slstest.NewGenerator(kind, seed)
+	ids := make([]string, 0, total)
+	for i, done := 0, 0; done < total; i++ {
+		n := min(perGroup, total-done)
+		lg := g.LogGroup(n)
+		for _, l := range lg.Logs {
+			ids = append(ids, l.Contents[0].GetValue())
+		}
+		compress := sls.Compress_LZ4
+		if i%2 == 1 {
+			compress = sls.Compress_ZSTD
+		}
+		var err error
+		if i%4 < 2 {
+			err = c.PutLogsWithCompressType(project, logstore, lg, compress)
+		} else {
+			sum := md5.Sum([]byte(strconv.Itoa(i)))
+			key := hex.EncodeToString(sum[:])
+			err = c.PostLogStoreLogsV2(project, logstore, &sls.PostLogStoreLogsRequest{LogGroup: lg, HashKey: &key, CompressType: compress})
+		}
+		if err != nil {
+			t.Fatalf("request %d (logs %d..%d): %v", i, done, done+n, err)
+		}
+		done += n
+	}
+	return ids
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -46,11 +85,14 @@ type idSet struct {
 
 func newIDSet() *idSet { return &idSet{seen: map[string]int{}} }
 
-func (s *idSet) addList(gl *sls.LogGroupList) {
+// addList records the logs of gl and returns how many there were.
+func (s *idSet) addList(gl *sls.LogGroupList) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
 	for _, g := range gl.LogGroups {
 		for _, l := range g.Logs {
+			n++
 			id := eventID(l)
 			s.seen[id]++
 			if s.seen[id] > 1 {
@@ -58,6 +100,7 @@ func (s *idSet) addList(gl *sls.LogGroupList) {
 			}
 		}
 	}
+	return n
 }
 
 func (s *idSet) len() int {
