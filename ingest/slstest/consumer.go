@@ -19,9 +19,14 @@ type consumerGroup struct {
 }
 
 type consumerState struct {
+	since    time.Time // when it (re)joined the group
 	lastSeen time.Time
 	held     map[int]bool // shards the consumer said it still holds
 }
+
+// settleGrace is how long a consumer whose client was never seen reading
+// waits for its second shard (see heartbeat).
+const settleGrace = 10 * time.Second
 
 type checkpoint struct {
 	cursor     string
@@ -159,11 +164,12 @@ func (g *consumerGroup) rebalance(ls *logstore) {
 // heartbeat records that consumer is alive and holds held, and answers the
 // shards it should hold. A shard moving between consumers is handed to the
 // new one only once the old one stopped reporting it, as the service does,
-// so two consumers never work on one shard at once.
-func (g *consumerGroup) heartbeat(ls *logstore, consumer string, held []int, now time.Time) []int {
+// so two consumers never work on one shard at once. lastRead is when the
+// consumer's client last sent a GetCursor or PullLogs (see settled).
+func (g *consumerGroup) heartbeat(ls *logstore, consumer string, held []int, now, lastRead time.Time) []int {
 	c, known := g.consumers[consumer]
 	if !known {
-		c = &consumerState{}
+		c = &consumerState{since: now}
 		g.consumers[consumer] = c
 	}
 	c.lastSeen = now
@@ -181,14 +187,35 @@ func (g *consumerGroup) heartbeat(ls *logstore, consumer string, held []int, now
 		out = append(out, id)
 	}
 	sort.Ints(out)
-	if !known && len(out) > 1 {
-		// A new consumer gets one shard now and the rest with its next
-		// heartbeat: SDK v0.1.124's Client.initHttpClient writes fields
-		// unsynchronized on first use, and shard workers starting together
-		// trip the race detector in every -race test of a consumer.
-		out = out[:1]
+	if len(out) > 1 && !settled(c, now, lastRead) {
+		// Until its client was seen reading, a consumer keeps the shards
+		// it holds and gets at most one more (see settled).
+		keep := []int{}
+		for _, id := range out {
+			if c.held[id] {
+				keep = append(keep, id)
+			}
+		}
+		if len(keep) == 0 {
+			keep = out[:1]
+		}
+		out = keep
 	}
 	return out
+}
+
+// settled reports whether a consumer may be handed several new shards at
+// once. SDK v0.1.124's Client.initHttpClient writes fields unsynchronized
+// the first time a client reads from a logstore, so shard workers making
+// their first requests together trip the race detector in every -race test
+// of a consumer. A new consumer therefore gets one shard, and the rest once
+// its client sent a GetCursor or PullLogs: the consumer library names its
+// client "{group}_{consumer}" in the User-Agent, and that request (through
+// the shared connection pool and the heartbeat answer) orders the first
+// worker's writes before the next workers start. A client never seen that
+// way (another User-Agent) gets its shards after settleGrace.
+func settled(c *consumerState, now, lastRead time.Time) bool {
+	return lastRead.After(c.since) || now.Sub(c.since) >= settleGrace
 }
 
 func (g *consumerGroup) heldByOther(id int, consumer string) bool {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,9 @@ type consumerOpts struct {
 	// dieAfter, if > 0, cuts the consumer off after it recorded that many
 	// batches, before their checkpoint is saved: its host dies mid-batch.
 	dieAfter int64
+	// slowFirstCheckpoint delays the answer to the consumer's first
+	// GetCheckpoint (its first shard worker's first call) by that long.
+	slowFirstCheckpoint time.Duration
 }
 
 // wireStats count the HTTP exchanges of requests a consumer's client sent
@@ -71,9 +75,16 @@ type cutTransport struct {
 	cut  *atomic.Bool
 	wire *wireStats
 	next http.RoundTripper
+
+	slowFirstCheckpoint time.Duration
+	checkpointReads     *atomic.Int64
 }
 
 func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.slowFirstCheckpoint > 0 && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/consumergroups/") &&
+		c.checkpointReads.Add(1) == 1 {
+		time.Sleep(c.slowFirstCheckpoint)
+	}
 	start := time.Now()
 	counted := c.wire.from.Load() != 0 && start.UnixNano() >= c.wire.from.Load()
 	if counted {
@@ -127,7 +138,8 @@ func startConsumer(t *testing.T, s *slstest.Server, seen *idSet, o consumerOpts)
 	}
 	c := &consumer{logs: &logBuffer{t: t}, cut: new(atomic.Bool), wire: new(wireStats)}
 	c.diedWith.Store(-1)
-	hc := &http.Client{Transport: cutTransport{c.cut, c.wire, s.HTTPClient().Transport}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: cutTransport{c.cut, c.wire, s.HTTPClient().Transport, o.slowFirstCheckpoint, new(atomic.Int64)},
+		Timeout: 10 * time.Second}
 	cfg := consumerLibrary.LogHubConfig{
 		Endpoint:                  s.Endpoint(),
 		AccessKeyID:               slstest.DefaultAKID,
@@ -468,4 +480,28 @@ func TestConsumer_SplitShard(t *testing.T) {
 		_, held := s.Assignments(project, logstore, "g")[0]
 		return !held
 	})
+}
+
+// TestConsumer_SlowStart starts a consumer whose first shard worker is slow
+// to reach its first read (as on a loaded machine): the emulator must not
+// hand the consumer its other shards before that read, else their workers
+// start together on an SDK client never used for a read and, under -race,
+// the SDK's initHttpClient race fails the test (16 shards: the more workers
+// start together, the likelier the race shows; with the emulator handing
+// out every shard from the second heartbeat, as it did, about one run in
+// three failed). It must still get and read every shard.
+func TestConsumer_SlowStart(t *testing.T) {
+	t.Parallel()
+	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 16}}})
+	ids, err := slstest.Seed(s, project, logstore, slstest.KindWeb, 1600, 10, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := newIDSet()
+	c := startConsumer(t, s, seen, consumerOpts{group: "g", name: "c", slowFirstCheckpoint: 3 * time.Second})
+	defer c.stop()
+	waitFor(t, 60*time.Second, "every log consumed", func() bool { return seen.len() >= len(ids) })
+	if m := seen.missing(ids); len(m) > 0 {
+		t.Fatalf("%d ids never read", len(m))
+	}
 }

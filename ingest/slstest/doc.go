@@ -99,10 +99,12 @@
 //
 // # Known differences from the cloud
 //
-//   - A consumer's first heartbeat is answered with at most one shard, the
-//     rest with its next heartbeat: SDK v0.1.124's Client.initHttpClient
-//     writes fields without synchronisation on first use, and shard workers
-//     starting together would trip the race detector in every -race test.
+//   - A consumer joining a group is answered with at most one new shard
+//     until its client was seen reading (a GetCursor or PullLogs whose
+//     User-Agent is the consumer library's "{group}_{consumer}"), or 10 s
+//     passed: SDK v0.1.124's Client.initHttpClient writes fields without
+//     synchronisation on first use, and shard workers starting together
+//     would trip the race detector in every -race test.
 //   - Status codes of rare errors the API reference does not list
 //     (ConsumerNotMatch 400, ShardReadOnly 400) and the message of
 //     ConsumerNotMatch are best guesses; the SDK's consumer library compares

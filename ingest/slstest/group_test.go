@@ -136,15 +136,24 @@ func TestConsumerGroup_CheckpointOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Consumer a takes every shard and reports holding them, as the
-	// consumer library does with its next heartbeat.
+	// consumer library does: its client, named "{group}_{consumer}" in the
+	// User-Agent, reads each shard it is given, and its next heartbeat
+	// reports the shard held.
+	ca := newClient(s)
+	ca.SetUserAgent("g_a")
 	var held []int
 	for i := 0; i < 10; i++ {
-		got, err := c.HeartBeat(project, logstore, "g", "a", held)
+		got, err := ca.HeartBeat(project, logstore, "g", "a", held)
 		if err != nil {
 			t.Fatalf("HeartBeat a: %v", err)
 		}
 		if len(got) == 4 && len(held) == 4 {
 			break
+		}
+		for _, shard := range got {
+			if _, err := ca.GetCursor(project, logstore, shard, "begin"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		held = got
 	}
@@ -225,4 +234,39 @@ func TestConsumerGroup_CheckpointOwnership(t *testing.T) {
 	wantSLSError(t, "checkpoint not base64", err, 400, "InvalidShardCheckPoint", "shard checkpoint not encoded by base64")
 	err = c.UpdateCheckpoint(project, logstore, "nope", "a", aShard, cursor(aShard), true)
 	wantSLSError(t, "unknown group", err, 404, "ConsumerGroupNotExist", "consumer group not exist")
+}
+
+// TestConsumerGroup_NewConsumerSettles checks the emulator's guard against
+// the SDK's initHttpClient race (see doc.go): a new consumer gets one shard,
+// and the others once its client, named "{group}_{consumer}" as the consumer
+// library names it, read from the logstore.
+func TestConsumerGroup_NewConsumerSettles(t *testing.T) {
+	t.Parallel()
+	s := slstest.NewServer(t, slstest.Options{})
+	c := newClient(s)
+	c.SetUserAgent("g_x")
+	if err := c.CreateConsumerGroup(project, logstore, sls.ConsumerGroup{ConsumerGroupName: "g", Timeout: 30}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.HeartBeat(project, logstore, "g", "x", nil)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first heartbeat: %v, %v; want one shard", first, err)
+	}
+	again, err := c.HeartBeat(project, logstore, "g", "x", first)
+	if err != nil || len(again) != 1 || again[0] != first[0] {
+		t.Fatalf("heartbeat before any read: %v, %v; want still %v", again, err, first)
+	}
+	// A read by another client does not count.
+	if _, err := newClient(s).GetCursor(project, logstore, first[0], "begin"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err = c.HeartBeat(project, logstore, "g", "x", first); err != nil || len(again) != 1 {
+		t.Fatalf("heartbeat after another client's read: %v, %v; want one shard", again, err)
+	}
+	if _, err := c.GetCursor(project, logstore, first[0], "begin"); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := c.HeartBeat(project, logstore, "g", "x", first); err != nil || len(all) != 4 {
+		t.Fatalf("heartbeat after its own read: %v, %v; want all 4 shards", all, err)
+	}
 }

@@ -36,6 +36,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(rq.parts) >= 2 && rq.parts[0] == "logstores" {
 		rq.logstore = rq.parts[1]
 	}
+	if r.Method == http.MethodGet && len(rq.parts) == 4 && rq.parts[0] == "logstores" && rq.parts[2] == "shards" {
+		s.noteReader(rq.project, rq.logstore, r.UserAgent())
+	}
 	w.Header().Set("x-log-requestid", rq.id)
 	w.Header().Set("Server", "slstest")
 

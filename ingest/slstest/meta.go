@@ -161,6 +161,7 @@ func (s *Server) consumerGroup(rq *request) {
 		return
 	}
 	name, q := rq.parts[3], rq.r.URL.Query()
+	lastRead := s.lastRead(rq.project, rq.logstore, name+"_"+q.Get("consumer"))
 	var (
 		aerr *apiError
 		resp any
@@ -202,7 +203,7 @@ func (s *Server) consumerGroup(rq *request) {
 				aerr = errf(http.StatusBadRequest, codeParameterInvalid, "heartbeat body must be a JSON array of shard ids")
 				return
 			}
-			resp = g.heartbeat(ls, q.Get("consumer"), held, now)
+			resp = g.heartbeat(ls, q.Get("consumer"), held, now, lastRead)
 		case m == http.MethodPost && t == "checkpoint":
 			var body struct {
 				Shard      int    `json:"shard"`

@@ -79,6 +79,9 @@ type Server struct {
 	faultMu sync.RWMutex
 	faults  map[string]*faultScope
 
+	readMu  sync.Mutex
+	readers map[string]time.Time // project, logstore, User-Agent → last GetCursor/PullLogs
+
 	stats counters
 	reqID atomic.Uint64
 }
@@ -105,6 +108,7 @@ func New(opts Options) (*Server, error) {
 		log:      opts.Logger,
 		projects: map[string]*project{},
 		faults:   map[string]*faultScope{},
+		readers:  map[string]time.Time{},
 		served:   make(chan struct{}),
 	}
 	if err := s.CreateProject(opts.Project); err != nil {
@@ -269,4 +273,24 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, errf(http.StatusRequestEntityTooLarge, "PostBodyTooLarge", "body larger than %d bytes", max)
 	}
 	return b, nil
+}
+
+// noteReader records that a client with this User-Agent sent a shard read
+// (GetCursor, GetCursorTime, PullLogs) for a logstore.
+func (s *Server) noteReader(project, logstore, userAgent string) {
+	k := project + "\x00" + logstore + "\x00" + userAgent
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if _, ok := s.readers[k]; !ok && len(s.readers) >= 4096 {
+		clear(s.readers) // bounded; forgetting only delays a consumer's shards
+	}
+	s.readers[k] = time.Now()
+}
+
+// lastRead is when a client with this User-Agent last sent a shard read
+// for a logstore; zero if never.
+func (s *Server) lastRead(project, logstore, userAgent string) time.Time {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	return s.readers[project+"\x00"+logstore+"\x00"+userAgent]
 }
