@@ -10,8 +10,17 @@ import (
 	"slsrelay/spool"
 )
 
-// newRecord encodes one pull as a spool record.
+// newRecord encodes one pull as a spool record. A raw pull (see rawpull.go:
+// no LogGroups, the serialized list in XXX_unrecognized) is checked and
+// spooled as it is, without a copy.
 func newRecord(project, logstore string, shard int, cursor, next string, lgl *sls.LogGroupList) (*spool.Record, error) {
+	if raw, ok := rawPayload(lgl); ok {
+		sum, err := scanLogGroupList(raw)
+		if err != nil {
+			return nil, fmt.Errorf("log groups of shard %d: %w", shard, err)
+		}
+		return rawRecord(project, logstore, shard, cursor, next, raw, sum), nil
+	}
 	r := &spool.Record{
 		Project: project, Logstore: logstore, Shard: shard,
 		Cursor: cursor, NextCursor: next,
@@ -36,4 +45,26 @@ func newRecord(project, logstore string, shard int, cursor, next string, lgl *sl
 	}
 	r.Payload = payload
 	return r, nil
+}
+
+// rawPayload returns the serialized list a raw pull carries.
+func rawPayload(lgl *sls.LogGroupList) ([]byte, bool) {
+	if lgl == nil || len(lgl.LogGroups) > 0 || len(lgl.XXX_unrecognized) == 0 {
+		return nil, false
+	}
+	return lgl.XXX_unrecognized, true
+}
+
+// rawRecord is the record of a raw pull already scanned into sum.
+func rawRecord(project, logstore string, shard int, cursor, next string, raw []byte, sum pullSummary) *spool.Record {
+	r := &spool.Record{
+		Project: project, Logstore: logstore, Shard: shard,
+		Cursor: cursor, NextCursor: next,
+		ReceivedAt: time.Now(),
+		Count:      sum.count, MinTime: sum.minTime, MaxTime: sum.maxTime,
+	}
+	if sum.count > 0 {
+		r.Payload = raw
+	}
+	return r
 }

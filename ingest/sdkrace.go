@@ -1,9 +1,7 @@
 package ingest
 
 import (
-	"reflect"
 	"time"
-	"unsafe"
 
 	sls "github.com/aliyun/aliyun-log-go-sdk"
 	consumer "github.com/aliyun/aliyun-log-go-sdk/consumer"
@@ -18,15 +16,10 @@ import (
 // the timeouts are set here, through reflection, before Start. If the SDK's
 // layout changes this does nothing and says so.
 func settleSDKClient(cw *consumer.ConsumerWorker, requestTimeout time.Duration) bool {
-	v := reflect.ValueOf(cw).Elem().FieldByName("client")
-	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+	inner, ok := sdkClientField(cw)
+	if !ok {
 		return false
 	}
-	inner := v.Elem().FieldByName("client")
-	if !inner.IsValid() || inner.Kind() != reflect.Interface || inner.IsNil() {
-		return false
-	}
-	inner = reflect.NewAt(inner.Type(), unsafe.Pointer(inner.UnsafeAddr())).Elem()
 	c, ok := inner.Interface().(*sls.Client)
 	if !ok {
 		return false

@@ -130,12 +130,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	for {
 		procCtx, cancelProc := context.WithCancel(ctx)
-		cw := consumer.InitConsumerWorkerWithCheckpointTracker(w.loghubConfig(), w.processFunc(procCtx))
+		gate := newPullGate(procCtx, maxHeldPulls)
+		cw := consumer.InitConsumerWorkerWithCheckpointTracker(w.loghubConfig(), w.processFunc(procCtx, gate))
 		if err := w.reconcile(); err != nil {
 			w.log.Warn("could not align the SLS checkpoints with the local ones; duplicates possible, no loss", slog.Any("err", err))
 		}
 		if !settleSDKClient(cw, w.src.HTTPClient.Timeout) {
 			w.log.Debug("could not pre-set the SDK client's timeouts (SDK layout changed?)")
+		}
+		if !useRawPulls(cw, gate) {
+			w.log.Warn("could not take over the SDK's pull decoding (SDK layout changed?): pulls are decoded and re-encoded, using more memory and CPU")
 		}
 		cw.Start()
 		w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
@@ -212,12 +216,13 @@ func (w *Worker) stopConsumer(cw *consumer.ConsumerWorker) {
 }
 
 // maxConcurrentPulls bounds the SDK's pulls in flight per source (its
-// default is 50). Each pull of up to 1000 groups is decoded into a
-// LogGroupList several times its raw size (about 35 MB for a 10 MiB pull),
-// so eight shards pulling at once held ~140 MB of heap and the relay's RSS
-// reached 700 MiB; two at a time keep ingest ahead of delivery on two cores
-// (make bench, 200k events: peak RSS 707-809 → 409-455 MiB, rate within
-// the noise of a shared machine).
+// default is 50). When pulls were decoded by the SDK (about 35 MB of heap
+// for a 10 MiB pull), eight shards pulling at once held ~140 MB; two at a
+// time keep ingest ahead of delivery on two cores (make bench, 200k events:
+// peak RSS 707-809 → 409-455 MiB, rate within the noise of a shared
+// machine). Pulls are raw now (rawpull.go) and maxHeldPulls bounds the
+// pulls held from the fetch to the end of Process; this still bounds the
+// requests on the wire.
 const maxConcurrentPulls = 2
 
 func (w *Worker) loghubConfig() consumer.LogHubConfig {
@@ -295,9 +300,16 @@ func (w *Worker) reconcile() error {
 	return nil
 }
 
-func (w *Worker) processFunc(ctx context.Context) func(int, *sls.LogGroupList, consumer.CheckPointTracker) (string, error) {
+func (w *Worker) processFunc(ctx context.Context, gate *pullGate) func(int, *sls.LogGroupList, consumer.CheckPointTracker) (string, error) {
 	return func(shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) (string, error) {
-		if err := w.process(ctx, shard, lgl, t); err != nil {
+		err := w.processPull(ctx, shard, lgl, t, gate)
+		if err == nil || ctx.Err() != nil {
+			// Spooled, or the consumer is stopping: the pull's memory slot
+			// is free. After any other failure the SDK calls Process again
+			// with the same pull, which keeps its slot.
+			gate.release(shard)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Error("spooling a pull failed; the SDK retries it and no checkpoint moves",
 					slog.Int("shard", shard), slog.Any("err", err))
@@ -310,13 +322,23 @@ func (w *Worker) processFunc(ctx context.Context) func(int, *sls.LogGroupList, c
 
 // process is the heart of the relay: spool, make durable, then checkpoint.
 func (w *Worker) process(ctx context.Context, shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) error {
+	return w.processPull(ctx, shard, lgl, t, nil)
+}
+
+// processPull is process for a pull that gate may hold (see rawpull.go).
+func (w *Worker) processPull(ctx context.Context, shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker, gate *pullGate) error {
 	cur, next := t.GetCurrentCursor(), t.GetNextCursor()
 	if next == "" || next == cur {
 		return nil
 	}
-	rec, err := newRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl)
-	if err != nil {
-		return err
+	var rec *spool.Record
+	if sum, ok := gate.summary(shard, lgl); ok {
+		rec = rawRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl.XXX_unrecognized, sum)
+	} else {
+		var err error
+		if rec, err = newRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl); err != nil {
+			return err
+		}
 	}
 	if rec.Count > 0 {
 		if err := w.spoolRecord(ctx, rec); err != nil {
