@@ -99,6 +99,7 @@ func truncate(rng *rand.Rand, path string) (string, error) {
 
 func TestChaos_Corruption(t *testing.T) {
 	bin := chaosBinary(t)
+	chaosParallel(t)
 	begin := time.Now()
 	rounds := pick(len(corruptions), 200)
 	if n, err := strconv.Atoi(os.Getenv("CHAOS_CORRUPT_ROUNDS")); err == nil && n > 0 && chaosFull {
@@ -115,41 +116,53 @@ func TestChaos_Corruption(t *testing.T) {
 	count := map[string]int{}
 	refused, stuck := 0, 0
 	prevLost := 0
+	ingested := func() float64 { return metric(maddr, "slsrelay_ingest_logs_total") }
+	spooled := func() float64 { return metric(maddr, "slsrelay_spool_records") }
+	// One relay runs from one round's restart to the next round's kill:
+	// each round is one kill -9, one corruption and one start.
+	h := w.hecs[0]
+	h.SetFault(hectest.Fault{Down: true})
+	p := startProc(t, bin, cfg, log)
 	for r := 0; r < rounds; r++ {
 		c := corruptions[r%len(corruptions)]
-		// Spool a batch with the SIEM down, then crash.
-		w.hecs[0].SetFault(hectest.Fault{Down: true})
-		p := startProc(t, bin, cfg, log)
+		// Spool a batch with the SIEM down, then crash. Wait until the
+		// relay is idle first (a re-pull after checkpoint damage settled)
+		// so that the batch is what the spool holds.
+		h.SetFault(hectest.Fault{Down: true})
+		var m0 float64
+		waitUntil(time.Minute, func() bool {
+			a := ingested()
+			time.Sleep(100 * time.Millisecond)
+			m0 = ingested()
+			return a >= 0 && m0 == a
+		})
 		n := w.write(groupsPerRound, chaosPerGroup)
-		if !waitUntil(30*time.Second, func() bool { return metric(maddr, "slsrelay_ingest_logs_total") >= float64(n) }) {
-			t.Errorf("round %d: the batch was not spooled within 30s", r)
+		if !waitUntil(2*time.Minute, func() bool { return p.exited() || ingested() >= m0+float64(n) }) || p.exited() {
+			t.Fatalf("round %d: the batch was not spooled within 2 minutes (relay exited: %v):\n%s", r, p.exited(), tail(log, 5))
 		}
 		p.kill()
 		what, err := c.do(rng, dd)
 		if err != nil {
 			t.Fatalf("round %d: corrupt: %v", r, err)
 		}
-		// Restart with the SIEM up: the relay must start and deliver the rest.
-		w.hecs[0].SetFault(hectest.Fault{})
+		// Restart with the SIEM up: the relay must start and deliver the
+		// rest. Done when nothing is missing, or when the spool is empty
+		// (what is missing then was in the damaged records).
+		h.SetFault(hectest.Fault{})
 		p = startProc(t, bin, cfg, log)
-		done := waitUntil(45*time.Second, func() bool {
-			if p.exited() {
-				return true
-			}
-			return w.missing() == 0 || time.Since(p.started) > 2*time.Second && metric(maddr, "slsrelay_spool_records") == 0
+		done := waitUntil(2*time.Minute, func() bool {
+			return p.exited() || w.missing() == 0 || spooled() == 0
 		})
 		if p.exited() {
 			refused++
 			t.Errorf("round %d (%s: %s): the relay did not start (%v):\n%s", r, c.name, what, p.state, tail(log, 5))
+			p = startProc(t, bin, cfg, log)
 			continue
 		}
 		if !done {
 			stuck++
-			t.Errorf("round %d (%s: %s): the spool did not drain within 45s", r, c.name, what)
+			t.Errorf("round %d (%s: %s): the spool did not drain within 2 minutes", r, c.name, what)
 		}
-		// Let a re-pull (checkpoint database damage) settle.
-		time.Sleep(500 * time.Millisecond)
-		p.term(15 * time.Second)
 		tl := w.reconcile(dd)
 		loss := tl.Lost - prevLost
 		prevLost = tl.Lost
@@ -159,9 +172,13 @@ func TestChaos_Corruption(t *testing.T) {
 			t.Logf("round %d (%s: %s): %d events lost", r, c.name, what, loss)
 		}
 	}
+	if !waitUntil(2*time.Minute, func() bool { return w.missing() == 0 || spooled() == 0 }) {
+		stuck++
+	}
+	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
 	var figs []string
-	pass := refused == 0 && stuck == 0
+	pass := refused == 0 && stuck == 0 && clean
 	recordEvents := chaosMaxFetch * chaosPerGroup
 	for _, c := range corruptions {
 		figs = append(figs, fmt.Sprintf("%s: %d events, max loss per corruption %d events (%.1f records of %d)",

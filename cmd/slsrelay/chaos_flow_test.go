@@ -28,11 +28,12 @@ func (w *chaosWorld) missingAt(i int) int {
 
 func TestChaos_OneSinkDead(t *testing.T) {
 	bin := chaosBinary(t)
+	chaosParallel(t)
 	begin := time.Now()
 	w := newChaosWorld(t, chaosShards, 1010, hectest.Options{}, hectest.Options{})
 	dd := filepath.Join(w.dir, "data")
 	maddr := freeAddr(t)
-	budget := pick("4MiB", "64MiB")
+	budget, budgetBytes := pick("4MiB", "64MiB"), float64(pick(4, 64)<<20)
 	cfg := w.writeConfig("relay", chaosConfig{DataDir: dd, MaxFetch: chaosMaxFetch, MetricsAddr: maddr, SpoolMax: budget})
 	log := filepath.Join(w.dir, "relay.log")
 	live, dead := w.hecs[0], w.hecs[1]
@@ -40,33 +41,38 @@ func TestChaos_OneSinkDead(t *testing.T) {
 	stop := w.load(chaosPerGroup, chaosPeriod/4) // 10,000 events/s: fills the dead sink's spool
 	p := startProc(t, bin, cfg, log)
 	t0 := time.Now()
-	// Stalled: the live sink received nothing new for 2 s.
+	// Stalled: the dead sink's spool is (nearly) at its budget and ingest
+	// has spooled nothing for 2 s. Time to stall is when ingest last moved.
 	var stalledAt time.Duration
-	last, lastChange := 0, time.Now()
-	for time.Since(t0) < pick(90*time.Second, 5*time.Minute) {
-		n := live.EventCount()
+	last, lastChange := -1.0, time.Now()
+	for time.Since(t0) < pick(3*time.Minute, 10*time.Minute) && !p.exited() {
+		n := metric(maddr, "slsrelay_ingest_logs_total")
 		if n != last {
 			last, lastChange = n, time.Now()
-		} else if n > 0 && time.Since(lastChange) > 2*time.Second {
+		} else if n > 0 && time.Since(lastChange) > 2*time.Second && sinkMetric(maddr, "slsrelay_spool_bytes", "hec1") >= 0.9*budgetBytes {
 			stalledAt = lastChange.Sub(t0)
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	spoolBytes := metric(maddr, "slsrelay_spool_bytes")
+	deadBytes := sinkMetric(maddr, "slsrelay_spool_bytes", "hec1")
+	// The live sink kept delivering: it empties its spool while the other
+	// one holds ingest.
+	liveKept := waitUntil(2*time.Minute, func() bool { return sinkMetric(maddr, "slsrelay_spool_records", "hec0") == 0 })
+	liveGot := live.EventCount()
 	stop()
 	dead.SetFault(hectest.Fault{})
-	ok := waitUntil(pick(2*time.Minute, 5*time.Minute), func() bool { return w.missingAt(0) == 0 && w.missingAt(1) == 0 })
-	_, clean := p.term(30 * time.Second)
+	ok := waitUntil(pick(3*time.Minute, 5*time.Minute), func() bool { return w.missingAt(0) == 0 && w.missingAt(1) == 0 })
+	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
 	lost0, lost1 := w.missingAt(0), w.missingAt(1)
 	report(t, chaosRow{ID: 10, Name: "two sinks, one dead", Load: fmt.Sprintf("%d shards; a %d-log group every %s; two HEC sinks; %s spool budget each", chaosShards, chaosPerGroup, chaosPeriod/4, budget),
-		Faults: "the second HEC refuses connections until the first sink stalls, then comes back",
+		Faults: "the second HEC refuses connections until ingest stalls on its full spool, then comes back",
 		Bound:  "the live sink delivers until the dead sink's spool is full, then ingest pauses; lost 0 at both sinks",
 		T:      tl,
-		Figures: []string{fmt.Sprintf("time to stall: %s (live sink had %d events; spools held %.1f MiB)", stalledAt.Round(100*time.Millisecond), last, spoolBytes/(1<<20)),
+		Figures: []string{fmt.Sprintf("time to stall: %s (dead sink's spool %.1f MiB of %s; live sink had %d events and an empty spool: %v)", stalledAt.Round(100*time.Millisecond), deadBytes/(1<<20), budget, liveGot, liveKept),
 			fmt.Sprintf("missing at the end: live sink %d, revived sink %d", lost0, lost1)},
-		Pass:    ok && clean && stalledAt > 0 && lost0 == 0 && lost1 == 0,
+		Pass:    ok && clean && stalledAt > 0 && liveKept && lost0 == 0 && lost1 == 0,
 		Notes:   "received counts ids that reached either sink; a duplicate is a second copy at the same sink",
 		Elapsed: time.Since(begin),
 	})
@@ -74,6 +80,7 @@ func TestChaos_OneSinkDead(t *testing.T) {
 
 func TestChaos_SLSWAN(t *testing.T) {
 	bin := chaosBinary(t)
+	chaosParallel(t)
 	begin := time.Now()
 	hold := pick(1200*time.Millisecond, 20*time.Second)
 	w := newChaosWorld(t, chaosShards, 1111)
@@ -108,7 +115,7 @@ func TestChaos_SLSWAN(t *testing.T) {
 	}
 	stop()
 	ok := w.waitAll(pick(2*time.Minute, 5*time.Minute), dd)
-	_, clean := p.term(30 * time.Second)
+	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
 	report(t, chaosRow{ID: 11, Name: "WAN trouble on the SLS side", Load: chaosLoad + "; a 20,000-event backlog",
 		Faults:  fmt.Sprintf("emulator faults one after another, %s each: bandwidth cap, latency, 5xx, resets, truncated/garbage bodies, unreachable", hold),
@@ -122,6 +129,7 @@ func TestChaos_SLSWAN(t *testing.T) {
 
 func TestChaos_SplitMerge(t *testing.T) {
 	bin := chaosBinary(t)
+	chaosParallel(t)
 	begin := time.Now()
 	w := newChaosWorld(t, 2, 1313)
 	dd := filepath.Join(w.dir, "data")
@@ -157,8 +165,8 @@ func TestChaos_SplitMerge(t *testing.T) {
 	}
 	time.Sleep(gap)
 	stop()
-	ok := w.waitAll(pick(time.Minute, 3*time.Minute), dd)
-	_, clean := p.term(30 * time.Second)
+	ok := w.waitAll(pick(2*time.Minute, 3*time.Minute), dd)
+	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
 	report(t, chaosRow{ID: 13, Name: "shard split and merge", Load: fmt.Sprintf("2 shards at start; a %d-log group every %s", chaosPerGroup, chaosPeriod),
 		Faults:  fmt.Sprintf("%d split + merge rounds during consumption", rounds),
@@ -172,6 +180,7 @@ func TestChaos_SplitMerge(t *testing.T) {
 
 func TestChaos_PacedDrain(t *testing.T) {
 	bin := chaosBinary(t)
+	chaosParallel(t)
 	begin := time.Now()
 	const rate = 5000.0 // events/s, double the load
 	outage := pick(4*time.Second, 60*time.Second)
@@ -183,17 +192,17 @@ func TestChaos_PacedDrain(t *testing.T) {
 	h := w.hecs[0]
 	stop := w.load(chaosPerGroup, chaosPeriod)
 	p := startProc(t, bin, cfg, log)
-	waitUntil(30*time.Second, func() bool { return h.EventCount() > 0 })
+	waitUntil(2*time.Minute, func() bool { return h.EventCount() > 0 })
 	h.SetFault(hectest.Fault{Down: true})
 	time.Sleep(outage)
 	h.SetFault(hectest.Fault{})
 	drainStart := time.Now()
-	drained := waitUntil(pick(time.Minute, 5*time.Minute), func() bool { return metric(maddr, "slsrelay_spool_records") <= 1 })
+	drained := waitUntil(pick(2*time.Minute, 5*time.Minute), func() bool { return metric(maddr, "slsrelay_spool_records") <= 1 })
 	drainEnd := time.Now()
 	time.Sleep(2 * time.Second)
 	stop()
-	ok := w.waitAll(pick(time.Minute, 3*time.Minute), dd)
-	_, clean := p.term(30 * time.Second)
+	ok := w.waitAll(pick(2*time.Minute, 3*time.Minute), dd)
+	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
 
 	// Peak rate over 1 s windows during the drain, and the latency of the
