@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,9 +256,34 @@ func TestRelay_SecretsNeverLogged(t *testing.T) {
 		waitFor(t, 30*time.Second, "the sink to pause on 401", func() bool { return rr.r.loops[0].Stats().Paused })
 		rr.stop()
 	})
+	var pages bytes.Buffer // /metrics and /healthz bodies
+	t.Run("STS token, metrics and health pages", func(t *testing.T) {
+		cfg := w.config()
+		cfg.DataDir = t.TempDir()
+		cfg.SLS.SecurityToken = "sts-token-DO-NOT-LOG"
+		cfg.Sinks[0].HEC.Token = "bad-token-DO-NOT-LOG"
+		cfg.Metrics.Listen = freeAddr(t)
+		rr := startRelay(t, cfg, log)
+		waitFor(t, 30*time.Second, "the sink to pause on 401", func() bool { return rr.r.loops[0].Stats().Paused })
+		for _, path := range []string{"/metrics", "/healthz"} {
+			resp, err := http.Get("http://" + cfg.Metrics.Listen + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = pages.ReadFrom(resp.Body)
+			resp.Body.Close()
+		}
+		rr.stop()
+		if !bytes.Contains(pages.Bytes(), []byte("slsrelay_")) {
+			t.Fatalf("no slsrelay metrics scraped: the check proves nothing\n%s", pages.String())
+		}
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	for _, secret := range []string{testAKSecret, "wrong-secret-DO-NOT-LOG", "bad-token-DO-NOT-LOG", testToken} {
+	for _, secret := range []string{testAKSecret, "wrong-secret-DO-NOT-LOG", "bad-token-DO-NOT-LOG", testToken, "sts-token-DO-NOT-LOG"} {
+		if bytes.Contains(pages.Bytes(), []byte(secret)) {
+			t.Errorf("/metrics or /healthz contains the secret %q", secret)
+		}
 		if bytes.Contains(buf.Bytes(), []byte(secret)) {
 			t.Errorf("the log contains the secret %q", secret)
 		}
