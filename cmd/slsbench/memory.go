@@ -157,7 +157,8 @@ func (b *bench) runMemory(ctx context.Context, dir string, raw int64, run int) (
 	if err != nil {
 		return res, err
 	}
-	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, fmt.Sprintf("relay-%d.log", run)), 200*time.Millisecond)
+	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, fmt.Sprintf("relay-%d.log", run)), 200*time.Millisecond,
+		b.profileArgs(fmt.Sprintf("mem-%d-%d", raw/1e6, run))...)
 	if err != nil {
 		return res, err
 	}
