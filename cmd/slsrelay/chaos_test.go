@@ -57,6 +57,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// chaosParallel lets the short scenarios run side by side (go test
+// -parallel, GOMAXPROCS by default), after the package's other tests: they
+// wait on conditions with generous deadlines, never on the clock, so a
+// shared machine only makes them slower. Full runs stay sequential, since
+// their figures include timings and rates.
+func chaosParallel(t *testing.T) {
+	if !chaosFull {
+		t.Parallel()
+	}
+}
+
 // chaosBinary is slsrelay built with -tags failpoints: $SLSRELAY_FAILPOINT_BIN
 // (make chaos), else built once per test run.
 func chaosBinary(t *testing.T) string {
@@ -103,7 +114,8 @@ type chaosWorld struct {
 	gen      *slstest.Generator
 	next     int
 	written  map[string]struct{}
-	wroteAt  map[string]int64 // event id → when it was appended, unix nanos
+	wroteAt  map[string]int64 // event id → when its Append returned, unix nanos
+	wroteBy  map[string]int64 // event id → when its Append began
 	shardIDs []int            // writable shards, round-robin
 	recv     map[string]int   // event id → times received (all HECs)
 	recvBy   []map[string]int // per HEC: event id → times received
@@ -115,7 +127,7 @@ type chaosWorld struct {
 func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options) *chaosWorld {
 	t.Helper()
 	w := &chaosWorld{t: t, dir: t.TempDir(), shards: shards, gen: slstest.NewGenerator(slstest.KindAudit, seed),
-		written: map[string]struct{}{}, wroteAt: map[string]int64{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
+		written: map[string]struct{}{}, wroteAt: map[string]int64{}, wroteBy: map[string]int64{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
 	w.sls = slstest.NewServer(t, slstest.Options{
 		Project:    testProject,
 		Logstores:  []slstest.LogstoreOptions{{Name: testLogstore, Shards: shards}},
@@ -152,6 +164,7 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 		shard := w.shardIDs[w.next%len(w.shardIDs)]
 		w.next++
 		w.mu.Unlock()
+		t0 := time.Now().UnixNano()
 		if err := w.sls.Append(testProject, testLogstore, shard, lg); err != nil {
 			// The shard was split or merged meanwhile: write elsewhere.
 			if w.refreshShards() != nil || w.sls.Append(testProject, testLogstore, w.firstShard(), lg) != nil {
@@ -168,6 +181,7 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 			}
 			w.written[id] = struct{}{}
 			w.wroteAt[id] = now
+			w.wroteBy[id] = t0
 		}
 		w.mu.Unlock()
 		n += len(lg.Logs)
@@ -560,6 +574,28 @@ func metric(addr, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// sinkMetric is a metric's sample for one sink (-1 when unreachable or
+// absent).
+func sinkMetric(addr, name, sink string) float64 {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	prefix := name + "{"
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, prefix) && strings.Contains(l, `sink="`+sink+`"`) {
+			if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 // failpointEnv arms a named failpoint at its n-th hit.
