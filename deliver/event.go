@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	sls "github.com/aliyun/aliyun-log-go-sdk"
 
@@ -71,14 +72,14 @@ func (e *Event) Field(key string) (string, bool) {
 	return "", false
 }
 
-// Decode turns a spool record into its events, in order. It copies the
-// payload once and every string of the events points into that copy, so
-// memory is bounded by the record. It never panics on malformed input; it
-// returns an error wrapping ErrMalformedPayload instead.
+// Decode turns a spool record into its events, in order. Every string of
+// the events points into r.Payload, which must therefore not be modified
+// while they are in use (the spool hands out a fresh payload per record);
+// memory is the payload plus the events' headers. It never panics on
+// malformed input; it returns an error wrapping ErrMalformedPayload instead.
 func Decode(r *spool.Record) ([]Event, error) {
 	evs := make([]Event, 0, max(0, min(r.Count, len(r.Payload)/4)))
-	fields := make([]Field, 0, max(8, len(r.Payload)/24))
-	d := decoder{s: string(r.Payload), rec: r, evs: evs, fields: fields}
+	d := decoder{s: unsafe.String(unsafe.SliceData(r.Payload), len(r.Payload)), rec: r, evs: evs}
 	if err := d.list(); err != nil {
 		return nil, fmt.Errorf("decode record %d: %w", r.Seq, err)
 	}
@@ -88,11 +89,18 @@ func Decode(r *spool.Record) ([]Event, error) {
 // decoder walks the protobuf encoding of sls.LogGroupList by hand (see
 // log.proto in aliyun-log-go-sdk); strings are substrings of s, not copies.
 type decoder struct {
-	s      string
-	rec    *spool.Record
-	evs    []Event
+	s   string
+	rec *spool.Record
+	evs []Event
+	// fields is the block the current log's fields are appended to; a log
+	// whose fields outgrow it moves them to a new block, so the events'
+	// Fields are sub-slices of blocks that never move once full.
 	fields []Field
 }
+
+// fieldBlock is how many fields a block holds (96 KiB): small beside a
+// record, large beside a log.
+const fieldBlock = 3072
 
 type wireErr string
 
@@ -245,6 +253,12 @@ func (d *decoder) log(start, end int) error {
 			k, val, err := d.pair(a, b)
 			if err != nil {
 				return fmt.Errorf("content: %w", err)
+			}
+			if len(d.fields) == cap(d.fields) {
+				// A new block, with this log's fields so far moved into it.
+				nb := make([]Field, 0, max(fieldBlock, 2*(len(d.fields)-first)))
+				nb = append(nb, d.fields[first:]...)
+				d.fields, first = nb, 0
 			}
 			d.fields = append(d.fields, Field{k, val})
 		case 4:

@@ -104,10 +104,9 @@ type HEC struct {
 	client   *retryablehttp.Client
 	gz       gzipPool
 	retries  atomic.Uint64
-	// avgEventBytes is the mean HEC JSON size per event of the last batch.
-	avgEventBytes atomic.Int64
-	retryLog      logEvery
-	closed        atomic.Bool
+	chunks   sync.Pool // *hecChunk
+	retryLog logEvery
+	closed   atomic.Bool
 }
 
 var _ Sink = (*HEC)(nil)
@@ -277,18 +276,26 @@ func (h *HEC) onRetry(status int, err error) {
 // event number, is split in halves down to the offending event, which comes
 // back as a Permanent *Error with its EventIndex; events before it are then
 // confirmed.
+//
+// Requests are formatted one at a time as slots free up, so a batch holds
+// at most Concurrency+1 request bodies in memory however many events it has
+// (a 10 MiB pull is ~14 MB of HEC JSON).
 func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	if h.closed.Load() {
 		return errors.New("hec: send after close")
 	}
-	if len(b.Events) == 0 {
+	evs := b.Events
+	if len(evs) == 0 {
 		return nil
 	}
-	enc := h.encode(b.Events)
-	chunks := enc.chunks(h.opts.MaxRequestBytes)
-	if len(chunks) == 1 || h.opts.Concurrency == 1 {
-		for _, c := range chunks {
-			if err := h.sendRange(ctx, enc, c[0], c[1]); err != nil {
+	var mc metaCache
+	if h.opts.Concurrency == 1 {
+		for i := 0; i < len(evs); {
+			c := h.encodeChunk(evs, i, &mc)
+			err := h.sendRange(ctx, c, c.first, c.end())
+			i = c.end()
+			h.putChunk(c)
+			if err != nil {
 				return err
 			}
 		}
@@ -297,27 +304,45 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	var (
 		wg      sync.WaitGroup
 		failed  atomic.Bool
-		results = make([]error, len(chunks))
+		mu      sync.Mutex
+		results = map[int]error{} // by request number
 		sem     = make(chan struct{}, h.opts.Concurrency)
 	)
+	// The next request is formatted while the previous ones are in flight,
+	// before waiting for a slot: at most Concurrency+1 bodies at once.
+	c := h.encodeChunk(evs, 0, &mc)
+	if c.end() == len(evs) { // a single request: no goroutine
+		err := h.sendRange(ctx, c, c.first, c.end())
+		h.putChunk(c)
+		return err
+	}
 launch:
-	for i, c := range chunks {
+	for n := 0; c != nil; n++ {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			h.putChunk(c)
 			break launch
 		}
 		if failed.Load() {
+			h.putChunk(c)
 			break
 		}
 		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := h.sendRange(ctx, enc, c[0], c[1]); err != nil {
-				results[i] = err
+		go func(c *hecChunk) {
+			defer func() { h.putChunk(c); <-sem; wg.Done() }()
+			if err := h.sendRange(ctx, c, c.first, c.end()); err != nil {
+				mu.Lock()
+				results[n] = err
+				mu.Unlock()
 				failed.Store(true)
 			}
-		}()
+		}(c)
+		if next := c.end(); next < len(evs) {
+			c = h.encodeChunk(evs, next, &mc)
+		} else {
+			c = nil
+		}
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -325,19 +350,20 @@ launch:
 	}
 	// The lowest failed request decides: every request before it succeeded,
 	// so its EventIndex (if any) is exact.
-	for _, err := range results {
-		if err != nil {
-			return err
+	first, err := -1, error(nil)
+	for n, e := range results {
+		if first < 0 || n < first {
+			first, err = n, e
 		}
 	}
-	return nil
+	return err
 }
 
-// sendRange delivers events [i,j) of enc in one request, splitting on 413
+// sendRange delivers events [i,j) of c in one request, splitting on 413
 // or an unlocated rejection, and re-sending when an ack does not come.
-func (h *HEC) sendRange(ctx context.Context, enc *encoded, i, j int) error {
+func (h *HEC) sendRange(ctx context.Context, c *hecChunk, i, j int) error {
 	for {
-		ackID, ack, err := h.post(ctx, enc.body(i, j))
+		ackID, ack, err := h.post(ctx, c.body(i, j))
 		if err != nil {
 			var de *Error
 			if !errors.As(err, &de) {
@@ -355,10 +381,10 @@ func (h *HEC) sendRange(ctx context.Context, enc *encoded, i, j int) error {
 					return &e
 				}
 				mid := i + (j-i)/2
-				if err := h.sendRange(ctx, enc, i, mid); err != nil {
+				if err := h.sendRange(ctx, c, i, mid); err != nil {
 					return err
 				}
-				return h.sendRange(ctx, enc, mid, j)
+				return h.sendRange(ctx, c, mid, j)
 			}
 			return err
 		}
@@ -374,39 +400,43 @@ func (h *HEC) sendRange(ctx context.Context, enc *encoded, i, j int) error {
 	}
 }
 
-// encoded is a batch rendered as HEC JSON: event k is buf[offs[k]:offs[k+1]].
-type encoded struct {
-	buf  []byte
-	offs []int
+// hecChunk is one request's events rendered as HEC JSON: event first+k is
+// buf[offs[k]:offs[k+1]].
+type hecChunk struct {
+	first int
+	buf   []byte
+	offs  []int
 }
 
-func (h *HEC) encode(evs []Event) *encoded {
-	per := max(256, h.avgEventBytes.Load()) // sized from the last batch: no regrowth
-	enc := &encoded{buf: make([]byte, 0, (per+per/8)*int64(len(evs))), offs: make([]int, 0, len(evs)+1)}
-	var mc metaCache
-	for k := range evs {
-		enc.offs = append(enc.offs, len(enc.buf))
-		enc.buf = h.format.appendEvent(enc.buf, &evs[k], &mc)
+func (c *hecChunk) end() int { return c.first + len(c.offs) - 1 }
+
+func (c *hecChunk) body(i, j int) []byte { return c.buf[c.offs[i-c.first]:c.offs[j-c.first]] }
+
+// encodeChunk renders events from i on into one request body of at most
+// MaxRequestBytes (an event larger than that alone). mc carries the
+// rendered metadata from one call to the next.
+func (h *HEC) encodeChunk(evs []Event, i int, mc *metaCache) *hecChunk {
+	c, _ := h.chunks.Get().(*hecChunk)
+	if c == nil {
+		c = &hecChunk{buf: make([]byte, 0, h.opts.MaxRequestBytes+h.opts.MaxRequestBytes/8)}
 	}
-	enc.offs = append(enc.offs, len(enc.buf))
-	h.avgEventBytes.Store(int64(len(enc.buf) / len(evs)))
-	return enc
-}
-
-func (e *encoded) body(i, j int) []byte { return e.buf[e.offs[i]:e.offs[j]] }
-
-// chunks cuts the events into [i,j) ranges whose bodies stay under max
-// bytes; an event larger than max gets a range of its own.
-func (e *encoded) chunks(max int) [][2]int {
-	n := len(e.offs) - 1
-	var out [][2]int
-	for i := 0; i < n; {
-		j := i + 1
-		for j < n && e.offs[j+1]-e.offs[i] <= max {
-			j++
+	c.first, c.buf, c.offs = i, c.buf[:0], append(c.offs[:0], 0)
+	for k := i; k < len(evs); k++ {
+		mark := len(c.buf)
+		c.buf = h.format.appendEvent(c.buf, &evs[k], mc)
+		if len(c.buf) > h.opts.MaxRequestBytes && k > i {
+			c.buf = c.buf[:mark] // starts the next request
+			break
 		}
-		out = append(out, [2]int{i, j})
-		i = j
+		c.offs = append(c.offs, len(c.buf))
 	}
-	return out
+	return c
+}
+
+// putChunk returns c's buffers for reuse, unless an oversized event grew
+// them far past a request's size.
+func (h *HEC) putChunk(c *hecChunk) {
+	if cap(c.buf) <= 2*h.opts.MaxRequestBytes+4096 {
+		h.chunks.Put(c)
+	}
 }

@@ -456,6 +456,14 @@ func (s *Syslog) Send(ctx context.Context, b *Batch) error {
 	return nil
 }
 
+// encoded is a batch rendered as messages: message k is buf[offs[k]:offs[k+1]].
+type encoded struct {
+	buf  []byte
+	offs []int
+}
+
+func (e *encoded) body(i, j int) []byte { return e.buf[e.offs[i]:e.offs[j]] }
+
 // encode formats evs into one buffer; with Oversize dead-letter it stops at
 // the first message over MaxMessageBytes and returns its index (else -1).
 func (s *Syslog) encode(evs []Event) (*encoded, int) {

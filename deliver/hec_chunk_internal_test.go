@@ -1,0 +1,86 @@
+package deliver
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// encodeChunk cuts a batch into request bodies of at most MaxRequestBytes
+// (an oversized event alone), in order, together the whole batch's JSON.
+func TestHEC_EncodeChunkCuts(t *testing.T) {
+	rec := auditRecord(t, 300)
+	evs, err := Decode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make a few events far larger than a request.
+	big := strings.Repeat("x", 9000)
+	for _, k := range []int{0, 7, 8, 150, 299} {
+		evs[k].Fields = append(append([]Field(nil), evs[k].Fields...), Field{"blob", big})
+	}
+	for _, max := range []int{1, 2000, 5000, 64 << 10, 1 << 20} {
+		h, err := NewHEC(HECOptions{URL: "http://127.0.0.1:1", Token: "t", MaxRequestBytes: max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var whole []byte
+		var mc metaCache
+		for k := range evs {
+			whole = h.format.appendEvent(whole, &evs[k], &mc)
+		}
+		var got []byte
+		mc = metaCache{}
+		requests := 0
+		for i := 0; i < len(evs); {
+			c := h.encodeChunk(evs, i, &mc)
+			if c.first != i || c.end() <= i {
+				t.Fatalf("max %d: chunk [%d,%d) at %d", max, c.first, c.end(), i)
+			}
+			if len(c.buf) > max && c.end()-c.first > 1 {
+				t.Errorf("max %d: request of %d events is %d bytes", max, c.end()-c.first, len(c.buf))
+			}
+			if !bytes.Equal(c.body(c.first, c.end()), c.buf) {
+				t.Errorf("max %d: body of the whole chunk is not its buffer", max)
+			}
+			// Greedy: the next event would not have fitted.
+			if c.end() < len(evs) {
+				var m2 metaCache
+				one := h.format.appendEvent(nil, &evs[c.end()], &m2)
+				if len(c.buf)+len(one) <= max {
+					t.Errorf("max %d: chunk [%d,%d) of %d bytes cut before an event of %d that fits", max, c.first, c.end(), len(c.buf), len(one))
+				}
+			}
+			got = append(got, c.buf...)
+			i = c.end()
+			h.putChunk(c)
+			requests++
+		}
+		if !bytes.Equal(got, whole) {
+			t.Errorf("max %d: the requests together differ from the batch's JSON", max)
+		}
+		if max == 1 && requests != len(evs) {
+			t.Errorf("max 1: %d requests for %d events", requests, len(evs))
+		}
+	}
+}
+
+// Decode's events point into the record's payload: no copy of it.
+func TestDecode_AliasesPayload(t *testing.T) {
+	rec := auditRecord(t, 3)
+	evs, err := Decode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(rec.Payload)))
+	for _, e := range evs {
+		for _, f := range e.Fields {
+			for _, s := range []string{f.Key, f.Value} {
+				if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); len(s) > 0 && (p < base || p+uintptr(len(s)) > base+uintptr(len(rec.Payload))) {
+					t.Fatalf("field %q is not in the payload", s)
+				}
+			}
+		}
+	}
+}
