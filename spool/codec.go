@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -93,6 +94,24 @@ var (
 	})
 )
 
+// lz4Ratio is the stored/raw size of the last lz4 encoding, in 1024ths (0:
+// none yet).
+var lz4Ratio atomic.Int64
+
+// lz4Guess is the room to give an lz4 encoding of n bytes: half as much
+// again as the last ratio predicts. An lz4 block needs CompressBlockBound
+// (a little over n) to be sure to fit, but audit logs compress about 4x:
+// allocating the bound for every record (10 MiB for a full SLS pull) made
+// each Put allocate four times the bytes it writes. A record that does not
+// fit is compressed again into the bound.
+func lz4Guess(n int) int {
+	r := lz4Ratio.Load()
+	if r <= 0 {
+		return math.MaxInt
+	}
+	return int(int64(n)*r/1024*3/2) + 4096
+}
+
 // frame is an encoded record waiting for its Seq.
 type frame struct {
 	buf        []byte // header + strings + stored payload
@@ -120,14 +139,21 @@ func encodeRecord(r *Record, codec byte) (*frame, error) {
 	case len(r.Payload) == 0:
 		codec = codecNone
 	case codec == codecLZ4:
-		buf = make([]byte, hdrLen+lz4.CompressBlockBound(len(r.Payload)))
+		bound := lz4.CompressBlockBound(len(r.Payload))
+		guess := min(bound, lz4Guess(len(r.Payload)))
+		buf = make([]byte, hdrLen+guess)
 		c := lz4Pool.Get().(*lz4.Compressor)
 		m, err := c.CompressBlock(r.Payload, buf[hdrLen:])
+		if err != nil && guess < bound { // compressed worse than guessed
+			buf = make([]byte, hdrLen+bound)
+			m, err = c.CompressBlock(r.Payload, buf[hdrLen:])
+		}
 		lz4Pool.Put(c)
 		if err != nil || m == 0 || m >= len(r.Payload) {
 			codec = codecNone // incompressible: store as is
 		} else {
 			n = m
+			lz4Ratio.Store(int64(m) * 1024 / int64(len(r.Payload)))
 		}
 	case codec == codecZstd:
 		buf = make([]byte, hdrLen, hdrLen+len(r.Payload)/2+512)
