@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -215,11 +216,13 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 func (s *Spool) fixSegment(n, from int64, sc segScan, last bool) error {
 	path := segPath(s.dir, n)
 	if last && sc.torn {
-		data, err := os.ReadFile(path)
+		// Only the bytes from the torn frame on (one record at most), not
+		// the whole segment (up to SegmentBytes, 64 MiB by default).
+		tail, err := readFrom(path, sc.badAt)
 		if err != nil {
 			return fmt.Errorf("recover segment: %w", err)
 		}
-		if nextFrame(data, sc.badAt+1, s.opts.MaxRecordBytes) < 0 {
+		if nextFrame(tail, 1, s.opts.MaxRecordBytes) < 0 {
 			s.log.Warn("truncating torn write at end of segment", logKeySegment, segName(n),
 				logKeyOffset, sc.badAt, "bytes", sc.size-sc.badAt)
 			if err := os.Truncate(path, sc.badAt); err != nil {
@@ -309,6 +312,24 @@ func (s *Spool) salvage(n, from int64, last bool) error {
 	}
 	s.log.Warn("salvaged segment", logKeySegment, segName(n), "records_kept", kept, "regions_dead_lettered", lost)
 	return nil
+}
+
+// readFrom reads path from offset off to its end.
+func readFrom(path string, off int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, max(0, st.Size()-off))
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
 }
 
 // tornAt reports whether the frame at off runs past the end of data (a

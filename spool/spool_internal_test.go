@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -644,5 +645,49 @@ func TestSpool_SlowSyncKeepsDiskqueueMetadata(t *testing.T) {
 	wg.Wait()
 	if st := s.Stats(); st.SyncError != nil {
 		t.Fatalf("sync error %v", st.SyncError)
+	}
+}
+
+// Recovering a torn last write reads the bytes from the torn frame on, not
+// the whole segment.
+func TestSpool_TornTailRecoveryReadsTheTail(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 48 << 20, MinFreeBytes: 1, Compression: CompressionNone}
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 32 {
+		if err := s.Put(context.Background(), irec(i, 1<<20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := segPath(dir, 0)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, st.Size()-1000); err != nil { // the last record torn
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s, err = Open(dir, opts)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Stats().Depth; got != 31 {
+		t.Errorf("depth %d after recovery, want 31", got)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("Open of a %d MiB segment with a torn tail allocated %.1f MiB", st.Size()>>20, float64(alloc)/(1<<20))
+	if alloc > uint64(st.Size())/2 {
+		t.Errorf("Open allocated %d bytes for a %d-byte segment: it read more than the torn tail", alloc, st.Size())
 	}
 }
