@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,8 +159,7 @@ func TestHEC_SplitsRequestsUnderMaxRequestBytes(t *testing.T) {
 	if err := h.Send(context.Background(), batchOf(t, 1, 0, 100)); err != nil {
 		t.Fatal(err)
 	}
-	got := hh.received() // pipelined: any order, each event once
-	slices.SortFunc(got, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+	got := numericOrder(hh.received()) // pipelined: any order, each event once
 	if strings.Join(got, ",") != seqString(0, 100) {
 		t.Errorf("received %s", got)
 	}
