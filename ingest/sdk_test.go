@@ -25,11 +25,11 @@ func TestFileCredentials_RereadsRotatedFiles(t *testing.T) {
 		}
 	}
 	t0 := time.Now().Add(-time.Hour)
-	write(secret, "s1", t0)
+	write(secret, "SECRET-VALUE-1", t0)
 	write(token, "tok1", t0)
 	fc := &FileCredentials{AccessKeyID: "id", SecretFile: secret, TokenFile: token}
 	c, err := fc.GetCredentials()
-	if err != nil || c.AccessKeyID != "id" || c.AccessKeySecret != "s1" || c.SecurityToken != "tok1" {
+	if err != nil || c.AccessKeyID != "id" || c.AccessKeySecret != "SECRET-VALUE-1" || c.SecurityToken != "tok1" {
 		t.Fatalf("got %+v, %v", c, err)
 	}
 	write(token, "tok2", t0.Add(time.Minute)) // an STS agent rotates the token
@@ -37,7 +37,7 @@ func TestFileCredentials_RereadsRotatedFiles(t *testing.T) {
 		t.Errorf("token after rotation = %q, want tok2", c.SecurityToken)
 	}
 	write(secret, "", t0.Add(2*time.Minute))
-	if _, err := fc.GetCredentials(); err == nil || strings.Contains(err.Error(), "s1") {
+	if _, err := fc.GetCredentials(); err == nil || strings.Contains(err.Error(), "SECRET-VALUE-1") {
 		t.Errorf("empty secret file: err = %v, want an error naming no secret", err)
 	}
 	os.Remove(token)
