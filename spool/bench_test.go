@@ -71,7 +71,7 @@ func BenchmarkSpool_PutSync(b *testing.B) {
 				}
 			}
 		})
-		for _, comp := range []string{"none", "lz4", "zstd"} {
+		for _, comp := range []string{"none", "s2", "lz4", "zstd"} {
 			b.Run(comp+"/"+sizeName(size), func(b *testing.B) {
 				s := benchOpen(b, comp)
 				ctx := context.Background()
@@ -95,7 +95,7 @@ func BenchmarkSpool_PutSync(b *testing.B) {
 func BenchmarkSpool_Drain(b *testing.B) {
 	for _, size := range []int{64 << 10, 1 << 20, 8 << 20} {
 		payload := auditLogs(size, 2)
-		for _, comp := range []string{"lz4", "zstd"} {
+		for _, comp := range []string{"s2", "lz4", "zstd"} {
 			b.Run(comp+"/"+sizeName(size), func(b *testing.B) {
 				s := benchOpen(b, comp)
 				ctx := context.Background()
@@ -126,7 +126,7 @@ func BenchmarkCodec(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		id   byte
-	}{{"lz4", codecLZ4}, {"zstd", codecZstd}} {
+	}{{"s2", codecS2}, {"lz4", codecLZ4}, {"zstd", codecZstd}} {
 		r := &Record{Payload: payload}
 		f, _ := encodeRecord(r, c.id)
 		enc := f.seal(1)

@@ -6,10 +6,17 @@ import (
 	"testing"
 )
 
-// The lz4 buffer is sized from the last ratio; a record compressing worse
-// than guessed is compressed again into the worst-case bound, not stored
-// uncompressed, and every record reads back.
-func TestEncodeRecord_LZ4GuessFallsBack(t *testing.T) {
+// The lz4 and s2 buffers are sized from the last ratio; a record
+// compressing worse than guessed is compressed again into the worst-case
+// bound (lz4) or moved behind the header (s2), not stored uncompressed, and
+// every record reads back.
+func TestEncodeRecord_GuessFallsBack(t *testing.T) {
+	for _, codec := range []byte{codecLZ4, codecS2} {
+		testGuessFallsBack(t, codec)
+	}
+}
+
+func testGuessFallsBack(t *testing.T, codec byte) {
 	rnd := rand.New(rand.NewPCG(3, 4))
 	text := func(n int, alphabet string) []byte {
 		b := make([]byte, n)
@@ -42,13 +49,13 @@ func TestEncodeRecord_LZ4GuessFallsBack(t *testing.T) {
 	}
 	payloads = append(payloads, rnd2, payloads[0], payloads[1])
 	for i, p := range payloads {
-		f, err := encodeRecord(&Record{Project: "p", Count: 1, Payload: p}, codecLZ4)
+		f, err := encodeRecord(&Record{Project: "p", Count: 1, Payload: p}, codec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		stored := len(f.buf) - f.hdrLen
 		t.Logf("payload %d: codec %d, %d of %d bytes", i, f.buf[5], stored, len(p))
-		if i == 1 && (f.buf[5] != codecLZ4 || stored >= len(p)) {
+		if i == 1 && (f.buf[5] != codec || stored >= len(p)) {
 			t.Errorf("payload %d: codec %d, %d of %d bytes: compressible data not compressed after a bad guess", i, f.buf[5], stored, len(p))
 		}
 		if i == 4 && f.buf[5] != codecNone {

@@ -172,7 +172,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 		}
 	}
-	for _, c := range []byte{codecNone, codecLZ4, codecZstd} {
+	for _, c := range []byte{codecNone, codecLZ4, codecZstd, codecS2} {
 		fr, _ := encodeRecord(irec(int(c), 3000), c)
 		f.Add(fr.seal(uint64(c) + 7))
 	}
@@ -182,7 +182,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			if _, verr := verifyRecord(b); verr != nil {
 				t.Fatalf("decode ok but verify failed: %v", verr)
 			}
-			fr, err := encodeRecord(r, codecLZ4)
+			fr, err := encodeRecord(r, []byte{codecLZ4, codecS2}[len(b)%2])
 			if err != nil {
 				t.Fatal(err)
 			}

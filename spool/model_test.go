@@ -47,7 +47,7 @@ func TestSpool_Model(t *testing.T) {
 	}
 	for i := range seeds {
 		seed := base + uint64(i)
-		comp := []string{"none", "lz4", "zstd"}[seed%3]
+		comp := []string{"none", "lz4", "zstd", "s2"}[seed%4]
 		t.Run(fmt.Sprintf("seed=%d/%s", seed, comp), func(t *testing.T) {
 			t.Logf("rerun with SPOOL_MODEL_SEED=%d", seed)
 			runModel(t, seed, comp, steps)

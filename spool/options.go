@@ -13,7 +13,7 @@ const (
 	DefaultMaxRecordBytes int32 = 64 << 20 // 64 MiB per encoded record
 	// DefaultCompression was chosen by BenchmarkCodec on ~1 KB JSON audit
 	// logs: see codec_test.go and the package report.
-	DefaultCompression = CompressionLZ4
+	DefaultCompression = CompressionS2
 )
 
 // Options tune a Spool. Zero fields take the Default values; Open rejects
@@ -35,7 +35,7 @@ type Options struct {
 	// MaxRecordBytes is the largest encoded record, in bytes; Put returns
 	// ErrTooLarge above it. Default DefaultMaxRecordBytes.
 	MaxRecordBytes int32
-	// Compression of payloads on disk: "lz4", "zstd" or "none". Default
+	// Compression of payloads on disk: "s2", "lz4", "zstd" or "none". Default
 	// DefaultCompression. Records written with any codec stay readable.
 	Compression string
 	// Logger receives the spool's and go-diskqueue's messages; nil discards.

@@ -104,7 +104,7 @@ func summary(r *spool.Record) string {
 }
 
 func TestSpool_PutPeekAck(t *testing.T) {
-	for _, comp := range []string{"lz4", "zstd", "none"} {
+	for _, comp := range []string{"s2", "lz4", "zstd", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			opts := testOptions(t)
 			opts.Compression = comp

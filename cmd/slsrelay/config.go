@@ -483,9 +483,9 @@ func (c *Config) validateSpool(e *ConfigError) {
 		e.add("spool.segment_bytes", "must not exceed spool.max_bytes")
 	}
 	switch s.Compression {
-	case "", "lz4", "zstd":
+	case "", "s2", "lz4", "zstd":
 	default:
-		e.add("spool.compression", "%q is not one of lz4, zstd", s.Compression)
+		e.add("spool.compression", "%q is not one of s2, lz4, zstd", s.Compression)
 	}
 	if s.InterleaveAfter < 0 {
 		e.add("spool.interleave_after", "must not be negative")
