@@ -279,6 +279,16 @@ func (d *decoder) log(start, end int) error {
 
 // pair decodes a LogContent or LogTag: both Key (1) and Value (2) required.
 func (d *decoder) pair(start, end int) (k, v string, err error) {
+	// The encoding every SLS writer uses: key (field 1) then value (field
+	// 2), nothing else, the key shorter than 128 bytes.
+	if i := start; end-i >= 4 && d.s[i] == 0x0a && d.s[i+1] < 0x80 {
+		kEnd := i + 2 + int(d.s[i+1])
+		if kEnd < end && d.s[kEnd] == 0x12 {
+			if vl, vs, err := d.varint(kEnd+1, end); err == nil && vl == uint64(end-vs) {
+				return d.s[i+2 : kEnd], d.s[vs:end], nil
+			}
+		}
+	}
 	var hasK, hasV bool
 	for i := start; i < end; {
 		num, wt, a, b, _, n, err := d.next(i, end)

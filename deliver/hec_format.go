@@ -308,9 +308,39 @@ var safeASCII = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// plain8 reports whether none of the 8 bytes in w needs a look: each is
+// printable ASCII (0x20..0x7f) other than '"' and '\\'. Bit tricks from
+// "Bit Twiddling Hacks" (haszero / hasless), exact for these constants.
+func plain8(w uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	hasZero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
+	special := hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | // quote, backslash
+		(w-ones*0x20)&^w&highs | // a byte below 0x20
+		w&highs // a byte from 0x80: UTF-8, checked rune by rune
+	return special == 0
+}
+
+// le64 reads 8 bytes of s little-endian; the compiler makes it one load.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
 func appendJSONStringBody(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip 8 plain bytes at a time: most of a log's text needs no
+		// escaping, and this loop was a tenth of the relay's CPU.
+		for i+8 <= len(s) && plain8(le64(s[i:i+8])) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safeASCII[c] {

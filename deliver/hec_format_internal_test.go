@@ -3,6 +3,7 @@ package deliver
 import (
 	"encoding/json"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,7 +129,8 @@ func TestTagFieldName(t *testing.T) {
 // FuzzAppendJSONString: the output is always a valid JSON string that
 // decodes to the input with invalid UTF-8 replaced.
 func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x1f\x7f", "é世🎉", "a\xffb", "\xc3", "\u2028"} {
+	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x1f\x7f", "é世🎉", "a\xffb", "\xc3", "\u2028",
+		"abcdefghijklmnop\"qrstuvwx\\yz0123456789", "12345678\x7f2345678\x00", "1234567é0123456", "0123456789abcdef\xff"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -141,4 +143,35 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	})
+}
+
+// plain8 agrees with safeASCII byte by byte: every byte value at every
+// position of a plain word, and random words.
+func TestPlain8(t *testing.T) {
+	safe := func(c byte) bool { return c < utf8.RuneSelf && safeASCII[c] }
+	for p := range 8 {
+		for v := range 256 {
+			b := []byte("abcdefgh")
+			b[p] = byte(v)
+			if got := plain8(le64(string(b))); got != safe(byte(v)) {
+				t.Fatalf("plain8(%q) = %v", b, got)
+			}
+		}
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var b [8]byte
+		want := true
+		for i := range b {
+			// mostly plain bytes, so that words with one special byte are common
+			b[i] = byte(0x20 + rnd.IntN(0x60))
+			if rnd.IntN(6) == 0 {
+				b[i] = byte(rnd.IntN(256))
+			}
+			want = want && safe(b[i])
+		}
+		if got := plain8(le64(string(b[:]))); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", b, got, want)
+		}
+	}
 }

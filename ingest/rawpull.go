@@ -282,6 +282,16 @@ func scanLog(b []byte, start, end int) (int64, error) {
 
 // scanPair checks a LogContent or LogTag: key (1) and value (2) present.
 func scanPair(b []byte, start, end int) error {
+	// The encoding every SLS writer uses: key (field 1) then value (field
+	// 2), nothing else, the key shorter than 128 bytes.
+	if i := start; end-i >= 4 && b[i] == 0x0a && b[i+1] < 0x80 {
+		kEnd := i + 2 + int(b[i+1])
+		if kEnd < end && b[kEnd] == 0x12 {
+			if vl, vs, err := pbVarint(b, kEnd+1, end); err == nil && vl == uint64(end-vs) {
+				return nil
+			}
+		}
+	}
 	var hasK, hasV bool
 	for i := start; i < end; {
 		num, wt, _, _, _, n, err := pbField(b, i, end)

@@ -274,3 +274,22 @@ func TestWorker_HeldPullsBounded(t *testing.T) {
 		t.Errorf("after unblocking, spooled %d logs, want %d", got, 8*200)
 	}
 }
+
+// FuzzScanLogGroupList: the same agreement on arbitrary bytes.
+func FuzzScanLogGroupList(f *testing.F) {
+	_, odd := generatedList(f, slstest.KindOdd, 2, 3, 3)
+	_, small := generatedList(f, slstest.KindWeb, 1, 2, 4)
+	f.Add(odd)
+	f.Add(small)
+	f.Add([]byte{0x0a, 0x08, 0x0a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		sum, serr := scanLogGroupList(p)
+		evs, derr := deliver.Decode(&spool.Record{Payload: p})
+		if (serr == nil) != (derr == nil) {
+			t.Fatalf("scan error %v, decode error %v", serr, derr)
+		}
+		if serr == nil && sum.count != len(evs) {
+			t.Fatalf("scan counted %d logs, decode %d", sum.count, len(evs))
+		}
+	})
+}
