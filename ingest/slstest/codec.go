@@ -113,20 +113,7 @@ func pickEncoding(accept string) string {
 
 // appendLiteralBlock writes src as an lz4 block made of a single literal run.
 func appendLiteralBlock(dst, src []byte) []byte {
-	n := len(src)
-	if n < 15 {
-		dst = append(dst, byte(n<<4))
-	} else {
-		dst = append(dst, 0xf0)
-		for r := n - 15; ; r -= 255 {
-			if r < 255 {
-				dst = append(dst, byte(r))
-				break
-			}
-			dst = append(dst, 255)
-		}
-	}
-	return append(dst, src...)
+	return append(appendToken(dst, 0, len(src)), src...)
 }
 
 // appendGroupHeader writes the LogGroupList field header for a group of n bytes.

@@ -275,6 +275,13 @@ func TestConsumer_PutLogs100k(t *testing.T) {
 		if d := seenOne.duplicates(); d != 0 || one.read.Load() != int64(len(ids)) {
 			t.Fatalf("%d logs read more than once (%d reads of %d logs)", d, one.read.Load(), len(ids))
 		}
+		// The consumer library asks for lz4: its pulls are answered with
+		// stored blocks stitched together, not recompressed.
+		if st, pulls := slstest.StitchedPulls(s), s.Stats().Pulls; st == 0 {
+			t.Fatalf("none of %d pulls answered by stitching lz4 blocks", pulls)
+		} else {
+			t.Logf("%d of %d pulls so far stitched", st, pulls)
+		}
 	})
 	t.Run("three consumers: shards spread, a dead one's move, no gap", func(t *testing.T) {
 		killedAt := &three[victim].diedWith

@@ -200,7 +200,8 @@ func (s *Server) getCursorTime(rq *request, ls *logstore, id int) {
 }
 
 // pullLogs serves PullLogs by concatenating stored LogGroup bytes into a
-// LogGroupList, without decoding them unless a query filters them.
+// LogGroupList, without decoding them unless a query filters them; an lz4
+// answer without a query is stitched from the stored lz4 blocks.
 func (s *Server) pullLogs(rq *request, ls *logstore, id int) {
 	q := rq.r.URL.Query()
 	count, err := strconv.Atoi(q.Get("count"))
@@ -244,54 +245,76 @@ func (s *Server) pullLogs(rq *request, ls *logstore, id int) {
 		s.writeError(rq, aerr)
 		return
 	}
+	accept := rq.r.Header.Get("Accept-Encoding")
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
+	op := bufPool.Get().(*[]byte)
+	defer bufPool.Put(op)
 	raw := (*bp)[:0]
-	var n, logs, rawCount, rawLines int
-	var scratch []byte
-	for i := range groups {
-		if n > 0 && len(raw) >= maxPullRaw {
-			break
+	var (
+		n, logs, rawCount, rawLines int
+		rawSize                     int // x-log-bodyrawsize: the LogGroupList's size
+		out                         []byte
+		ctype                       string
+		stitched                    bool
+	)
+	if flt == nil && pickEncoding(accept) == "lz4" {
+		// The common case: the answer is the stored lz4 blocks stitched
+		// together (stitch.go), nothing decompressed or compressed.
+		n, rawSize = pullExtent(groups)
+		if stitched = allStitchable(groups[:n]); stitched {
+			out, ctype = appendStitched((*op)[:0], groups[:n], rawSize), "lz4"
+			for i := range groups[:n] {
+				logs += int(groups[i].logs)
+			}
+			*op = out
 		}
-		g := &groups[i]
-		n++
-		rawCount++
-		rawLines += int(g.logs)
-		if flt == nil {
-			raw = appendGroupHeader(raw, int(g.raw))
-			if raw, err = g.appendTo(raw); err != nil {
+	}
+	if !stitched {
+		n = 0
+		var scratch []byte
+		for i := range groups {
+			if n > 0 && len(raw) >= maxPullRaw {
+				break
+			}
+			g := &groups[i]
+			n++
+			rawCount++
+			rawLines += int(g.logs)
+			if flt == nil {
+				raw = appendGroupHeader(raw, int(g.raw))
+				if raw, err = g.appendTo(raw); err != nil {
+					s.writeError(rq, errf(http.StatusInternalServerError, codeInternal, "%v", err))
+					return
+				}
+				logs += int(g.logs)
+				continue
+			}
+			var kept int
+			if scratch, raw, kept, err = filterGroup(g, flt, scratch[:0], raw); err != nil {
 				s.writeError(rq, errf(http.StatusInternalServerError, codeInternal, "%v", err))
 				return
 			}
-			logs += int(g.logs)
-			continue
+			logs += kept
 		}
-		var kept int
-		if scratch, raw, kept, err = filterGroup(g, flt, scratch[:0], raw); err != nil {
+		if out, ctype, err = compressResponse((*op)[:0], raw, accept); err != nil {
 			s.writeError(rq, errf(http.StatusInternalServerError, codeInternal, "%v", err))
 			return
 		}
-		logs += kept
+		*bp, *op = raw, out
+		rawSize = len(raw)
 	}
 	rawBytesBefore := 0
 	for i := 0; i < n; i++ {
 		rawBytesBefore += int(groups[i].raw)
 	}
-	op := bufPool.Get().(*[]byte)
-	defer bufPool.Put(op)
-	out, ctype, err := compressResponse((*op)[:0], raw, rq.r.Header.Get("Accept-Encoding"))
-	if err != nil {
-		s.writeError(rq, errf(http.StatusInternalServerError, codeInternal, "%v", err))
-		return
-	}
-	*bp, *op = raw, out
 
 	next := seq + int64(n)
 	h := rq.w.Header()
 	h.Set("Content-Type", "application/x-protobuf")
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	h.Set("x-log-cursor", sh.cursor(next))
-	h.Set("x-log-bodyrawsize", strconv.Itoa(len(raw)))
+	h.Set("x-log-bodyrawsize", strconv.Itoa(rawSize))
 	if ctype != "" {
 		h.Set("x-log-compresstype", ctype)
 	}
@@ -321,8 +344,30 @@ func (s *Server) pullLogs(rq *request, ls *logstore, id int) {
 	c.pulls.Add(1)
 	c.groupsServed.Add(int64(returned))
 	c.logsServed.Add(int64(logs))
-	c.rawBytesServed.Add(int64(len(raw)))
+	c.rawBytesServed.Add(int64(rawSize))
+	if stitched {
+		c.stitchedPulls.Add(1)
+	}
 	c.bytesServed.Add(int64(len(out)))
+}
+
+// pullExtent returns how many of groups one answer holds, at least one and
+// up to maxPullRaw of LogGroupList bytes, and the size of their list.
+func pullExtent(groups []storedGroup) (n, size int) {
+	for n < len(groups) && (n == 0 || size < maxPullRaw) {
+		size += 1 + uvarintLen(groups[n].raw) + int(groups[n].raw)
+		n++
+	}
+	return n, size
+}
+
+func allStitchable(groups []storedGroup) bool {
+	for i := range groups {
+		if !groups[i].stitchable {
+			return false
+		}
+	}
+	return true
 }
 
 // filterGroup decodes one stored group, keeps the logs flt matches and, if

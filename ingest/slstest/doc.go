@@ -93,9 +93,30 @@
 // # Storage
 //
 // Each log group is kept as written: its serialized protobuf bytes,
-// lz4-compressed, with its receive time and log count. PullLogs concatenates
-// them into a LogGroupList (field 1, length-prefixed) without decoding them,
-// then compresses the answer once.
+// lz4-compressed on its own (kept raw when that does not make it smaller),
+// with its receive time and log count. When a group is stored its lz4 block
+// is parsed once and checked (every sequence within the block, offsets
+// within the group, a literal-only last sequence, the decoded size), and
+// the positions of its first sequence's literals, its first match and its
+// last sequence are kept with it.
+//
+// A PullLogs answer is a LogGroupList: each group behind its field header
+// (0x0a and a uvarint length). When the client accepts lz4 and no query
+// filters the pull, the answer's lz4 block is stitched from the stored
+// blocks without decompressing or compressing anything: lz4 offsets count
+// back from the output position, so a group's matches stay valid behind
+// other bytes. At each boundary the previous group's trailing literals, the
+// next group's field header and that group's first literals become the
+// literals of one merged sequence ending with its first match; the rest of
+// its block up to its last sequence is copied as it is; a group stored raw
+// or as a single literal run only adds literals. The answer ends with the
+// last group's own last literals, so lz4's end-of-block rules hold as they
+// held for that group. Stitched blocks share no matches across groups: for
+// the generator's audit logs an answer is about 5% larger than one
+// compressed whole (raw/wire 3.89 instead of 4.10), for a fraction of the
+// CPU. Filtered pulls, zstd, deflate and uncompressed answers, and pulls
+// touching a group whose block did not parse, concatenate the decompressed
+// groups and compress the answer once, as before.
 //
 // # Known differences from the cloud
 //

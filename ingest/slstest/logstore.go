@@ -149,10 +149,11 @@ func makeGroup(raw []byte, now time.Time) (storedGroup, error) {
 	n, err := c.CompressBlock(b, dst)
 	if err != nil || n == 0 || n >= len(b) {
 		g.data = b
-		return g, nil
+	} else {
+		g.data = append([]byte(nil), dst[:n]...)
+		g.compressed = true
 	}
-	g.data = append([]byte(nil), dst[:n]...)
-	g.compressed = true
+	g.setLayout()
 	return g, nil
 }
 

@@ -59,6 +59,7 @@ type Stats struct {
 type counters struct {
 	requests, authFailures, faults, puts, logsWritten            atomic.Int64
 	pulls, groupsServed, logsServed, rawBytesServed, bytesServed atomic.Int64
+	stitchedPulls                                                atomic.Int64 // lz4 answers stitched from stored blocks
 }
 
 // Server is a local SLS emulator listening on a loopback port. All methods

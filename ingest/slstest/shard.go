@@ -19,12 +19,15 @@ const (
 )
 
 // storedGroup is one log group as written: its serialized protobuf bytes,
-// lz4-compressed unless incompressible, with its receive time and log count.
+// lz4-compressed unless incompressible, with its receive time and log count,
+// and where the parts of its lz4 block lie for stitching (stitch.go).
 type storedGroup struct {
 	data       []byte
 	raw        int32 // serialized size
 	logs       int32
 	compressed bool
+	stitchable bool // layout is valid: the block parsed cleanly
+	layout     lz4Layout
 	recv       int64 // receive time, unix nanoseconds
 }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package slstest
+
+const raceEnabled = true
