@@ -1,15 +1,22 @@
 package hectest
 
 import (
-	"compress/gzip"
+	"bytes"
+	stdgzip "compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ServeHTTP answers HEC requests; Server is thus also an http.Handler that
@@ -152,13 +159,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &Request{Path: r.URL.Path, Channel: channel, AckID: -1}
 	var events []Event
+	var buf *[]byte
 	if a.status == 0 {
-		events, a = s.readEvents(w, r, req, f)
+		events, a, buf = s.readEvents(w, r, req, f)
 	}
 	s.record(req, events, &a)
 	if s.opts.Consume != nil && len(events) > 0 {
 		s.opts.Consume(events)
 	}
+	s.release(events, buf)
 	if a.status == http.StatusRequestEntityTooLarge {
 		// What Splunk's HTTP layer sends is not HEC JSON (from memory, not
 		// verified): clients must classify on the HTTP status.
@@ -202,117 +211,219 @@ func (s *Server) record(req *Request, events []Event, a *answer) {
 	}
 }
 
-// readEvents decodes the body, a stream of concatenated JSON event objects.
-// On the first bad event it stops and answers with its index; the events
-// before it are returned and recorded, as Splunk indexes the events of a
-// request that precede the failing one (which is why a client resending the
-// whole batch creates duplicates).
-func (s *Server) readEvents(w http.ResponseWriter, r *http.Request, req *Request, f *Fault) ([]Event, answer) {
+// readEvents reads the body, a stream of concatenated JSON event objects,
+// into memory (within MaxContentLength, compressed and decompressed) and
+// parses it (parse.go). On the first bad event it stops and answers with its
+// index; the events before it are returned and recorded, as Splunk indexes
+// the events of a request that precede the failing one (which is why a
+// client resending the whole batch creates duplicates). With Consume set,
+// the events alias a pooled buffer returned as buf, for release once
+// Consume has seen them.
+func (s *Server) readEvents(w http.ResponseWriter, r *http.Request, req *Request, f *Fault) (events []Event, a answer, buf *[]byte) {
 	max := s.opts.MaxContentLength
 	if r.ContentLength > max {
-		return nil, tooLarge(r.ContentLength, max)
+		return nil, tooLarge(r.ContentLength, max), nil
 	}
-	wire := &countingReader{r: http.MaxBytesReader(w, r.Body, max)}
-	var body io.Reader = wire
+	gzipped := false
 	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
+		gzipped = true
 		req.Gzip = true
-		gz, err := gzip.NewReader(wire)
-		if err != nil {
-			req.WireBytes = wire.n
-			if a, over := overLimit(err, wire.n, max); over {
-				return nil, a
-			}
-			return nil, eventAnswer(CodeInvalidDataFormat, 0)
-		}
-		defer gz.Close()
-		body = io.LimitReader(gz, max+1)
 	default:
 		// A guess: Splunk's answer to an unknown encoding is not
 		// documented.
 		a := codeAnswer(CodeInvalidDataFormat)
 		a.status = http.StatusUnsupportedMediaType
-		return nil, a
+		return nil, a, nil
 	}
-	decoded := &countingReader{r: body}
-	dec := json.NewDecoder(decoded)
-	var events []Event
-	var a answer
-	for i := 0; ; i++ {
-		var we wireEvent
-		err := dec.Decode(&we)
-		if err == io.EOF {
-			break
+	wireReader := http.MaxBytesReader(w, r.Body, max)
+	if s.opts.Consume != nil {
+		buf, _ = s.bodyPool.Get().(*[]byte)
+		if buf == nil {
+			buf = new([]byte)
 		}
+	}
+	var body []byte
+	if buf != nil {
+		body = *buf
+	}
+	var wireN int64
+	var bodyErr error
+	if !gzipped {
+		body, bodyErr = readAll(wireReader, body, r.ContentLength, max+1)
+		wireN = int64(len(body))
+	} else {
+		wbuf, _ := wirePool.Get().(*[]byte)
+		if wbuf == nil {
+			wbuf = new([]byte)
+		}
+		defer putBuf(&wirePool, wbuf)
+		wire, wireErr := readAll(wireReader, *wbuf, r.ContentLength, max+1)
+		*wbuf = wire
+		wireN = int64(len(wire))
+		var err error
+		body, bodyErr, err = gunzip(wire, wireErr, body, max+1)
 		if err != nil {
-			if over, isOver := overLimit(err, wire.n, max); isOver {
-				a = over
-			} else if decoded.n > max {
-				a = tooLarge(decoded.n, max)
-			} else if ute := (*json.UnmarshalTypeError)(nil); errors.As(err, &ute) && ute.Field == "fields" {
-				a = eventAnswer(CodeIndexedFields, i)
-			} else {
-				a = eventAnswer(CodeInvalidDataFormat, i)
+			req.WireBytes = wireN
+			if buf != nil {
+				*buf = body
+				putBuf(&s.bodyPool, buf)
 			}
-			break
+			if a, over := overLimit(err, wireN, max); over {
+				return nil, a, nil
+			}
+			return nil, eventAnswer(CodeInvalidDataFormat, 0), nil
 		}
-		ev, bad := s.checkEvent(&we, i, f)
-		if bad.status != 0 {
-			a = bad
-			break
-		}
-		events = append(events, ev)
 	}
-	req.WireBytes, req.BodyBytes = wire.n, decoded.n
-	switch {
-	case a.status != 0:
-	case decoded.n > max:
-		a = tooLarge(decoded.n, max)
-	case len(events) == 0:
-		a = codeAnswer(CodeNoData)
-	default:
-		a = codeAnswer(CodeSuccess)
+	if buf != nil {
+		*buf = body
 	}
+	req.WireBytes, req.BodyBytes = wireN, int64(len(body))
+	events, a = s.parseEvents(body, bodyErr, wireN, max, f)
 	if a.status == http.StatusRequestEntityTooLarge {
 		events = nil // Splunk refuses the request before parsing it
 	}
-	return events, a
+	return events, a, buf
 }
 
-// wireEvent is one event object as sent.
-type wireEvent struct {
-	Time       json.RawMessage `json:"time"`
-	Host       *string         `json:"host"`
-	Source     *string         `json:"source"`
-	Sourcetype *string         `json:"sourcetype"`
-	Index      *string         `json:"index"`
-	Event      json.RawMessage `json:"event"`
-	Fields     map[string]any  `json:"fields"`
+var (
+	wirePool sync.Pool // *[]byte: compressed bodies
+	gzipPool sync.Pool // *gzip.Reader
+)
+
+// maxPooledBuf bounds the buffers kept for reuse.
+const maxPooledBuf = 64 << 20
+
+func putBuf(p *sync.Pool, b *[]byte) {
+	if cap(*b) <= maxPooledBuf {
+		*b = (*b)[:0]
+		p.Put(b)
+	}
+}
+
+// release recycles a request's buffers once Consume has seen its events.
+func (s *Server) release(events []Event, buf *[]byte) {
+	if s.opts.Consume == nil {
+		return
+	}
+	if events != nil && cap(events) <= maxPooledBuf/int(unsafe.Sizeof(Event{})) {
+		clear(events)
+		events = events[:0]
+		s.eventPool.Put(&events)
+	}
+	if buf != nil {
+		putBuf(&s.bodyPool, buf)
+	}
+}
+
+// readAll appends what r yields to buf[:0] until EOF, an error (returned;
+// EOF is not) or limit bytes. hint, when not negative, is the expected size.
+func readAll(r io.Reader, buf []byte, hint, limit int64) ([]byte, error) {
+	buf = buf[:0]
+	if want := min(hint+1, limit); hint >= 0 && int64(cap(buf)) < want {
+		buf = make([]byte, 0, want) // +1: room to see EOF without growing
+	} else if cap(buf) == 0 {
+		buf = make([]byte, 0, min(32<<10, limit))
+	}
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(max(cap(buf), 4096)), limit-int64(len(buf)))))
+		}
+		end := int(min(int64(cap(buf)), limit))
+		n, err := r.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// gunzip decompresses wire, which its reader ended with wireErr (nil for
+// EOF), into dst[:0], up to limit bytes; bodyErr is the error that ended
+// the decompressed stream (nil for its end or the limit), headerErr the
+// error that prevented reading the gzip header. A complete body is inflated
+// by klauspost/compress, faster; anything that fails is inflated again by
+// compress/gzip, the reference implementation's, as how much of a broken
+// stream is delivered before the error differs between the two (and
+// decides which events are kept).
+func gunzip(wire []byte, wireErr error, dst []byte, limit int64) (body []byte, bodyErr, headerErr error) {
+	hint := int64(-1)
+	if wireErr == nil && len(wire) >= 18 { // ISIZE of the last member: a size hint
+		hint = min(int64(binary.LittleEndian.Uint32(wire[len(wire)-4:])), 1032*int64(len(wire))+64)
+	}
+	if wireErr == nil {
+		gz, _ := gzipPool.Get().(*gzip.Reader)
+		var err error
+		if gz == nil {
+			gz, err = gzip.NewReader(bytes.NewReader(wire))
+		} else {
+			err = gz.Reset(bytes.NewReader(wire))
+		}
+		if err == nil {
+			dst, err = readAll(gz, dst, hint, limit)
+		}
+		if gz != nil {
+			gzipPool.Put(gz)
+		}
+		if err == nil {
+			return dst, nil, nil
+		}
+	}
+	var src io.Reader = bytes.NewReader(wire)
+	if wireErr != nil {
+		src = &errAtEnd{b: wire, err: wireErr}
+	}
+	zr, err := stdgzip.NewReader(src)
+	if err != nil {
+		return dst[:0], nil, err
+	}
+	body, bodyErr = readAll(zr, dst, hint, limit)
+	return body, bodyErr, nil
+}
+
+// errAtEnd reads b, then fails with err: a body cut short by its reader's
+// error (e.g. http.MaxBytesError) as the gzip reader would have seen it.
+type errAtEnd struct {
+	b   []byte
+	err error
+}
+
+func (e *errAtEnd) Read(p []byte) (int, error) {
+	if len(e.b) == 0 {
+		return 0, e.err
+	}
+	n := copy(p, e.b)
+	e.b = e.b[n:]
+	return n, nil
 }
 
 // checkEvent validates event i and converts it.
-func (s *Server) checkEvent(we *wireEvent, i int, f *Fault) (Event, answer) {
+func (s *Server) checkEvent(pe *parsedEvent, i int, f *Fault) (Event, answer) {
 	switch {
-	case len(we.Event) == 0:
+	case len(pe.event) == 0:
 		return Event{}, eventAnswer(CodeEventRequired, i)
-	case string(we.Event) == `""` || string(we.Event) == "null":
+	case string(pe.event) == `""` || string(pe.event) == "null":
 		return Event{}, eventAnswer(CodeEventBlank, i)
 	}
-	ev := Event{Event: we.Event, Fields: we.Fields, AckID: -1}
-	if len(we.Time) > 0 {
-		t, ok := parseTime(we.Time)
+	ev := Event{Event: pe.event, Fields: pe.fields, AckID: -1}
+	if len(pe.time) > 0 {
+		t, ok := parseTime(pe.time)
 		if !ok {
 			return Event{}, eventAnswer(CodeInvalidDataFormat, i)
 		}
-		ev.Time, ev.RawTime = t, string(we.Time)
+		ev.Time, ev.RawTime = t, string(pe.time)
 	}
-	for name, v := range we.Fields {
+	for name, v := range pe.fields {
 		if !flatField(v) || name == "" {
 			return Event{}, eventAnswer(CodeIndexedFields, i)
 		}
 	}
-	ev.Host, ev.Source, ev.Sourcetype, ev.Index = deref(we.Host), deref(we.Source), deref(we.Sourcetype), deref(we.Index)
+	ev.Host, ev.Source, ev.Sourcetype, ev.Index = pe.host, pe.source, pe.sourcetype, pe.index
 	if ev.Index != "" && s.indexes != nil && !s.indexes[ev.Index] {
 		return Event{}, eventAnswer(CodeIncorrectIndex, i)
 	}
@@ -362,13 +473,6 @@ func flatField(v any) bool {
 	return false
 }
 
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
 func tooLarge(n, max int64) answer {
 	return answer{status: http.StatusRequestEntityTooLarge, text: fmt.Sprintf("Content-Length of %d too large (maximum is %d)", n, max), invalidEvent: -1, ackID: -1}
 }
@@ -380,17 +484,6 @@ func overLimit(err error, n, max int64) (answer, bool) {
 		return tooLarge(n, max), true
 	}
 	return answer{}, false
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {

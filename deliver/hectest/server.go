@@ -62,6 +62,12 @@ type Options struct {
 	// benchmarks of millions of events. It runs before the answer is
 	// written, so a client told "Success" knows Consume saw its events.
 	// Requests, Stats and acks work as usual; Event.Acked is not tracked.
+	//
+	// The events slice and the memory behind each Event.Event are valid
+	// only during the call: the server reuses them for later requests, so
+	// Consume must copy whatever it keeps (strings and Fields are not
+	// reused). The same holds for the Event a Fault.RejectEvent is handed
+	// while Consume is set.
 	Consume func(events []Event)
 }
 
@@ -188,6 +194,9 @@ type Server struct {
 	resetBase int
 
 	acks acker
+
+	bodyPool  sync.Pool // *[]byte: request bodies, with Consume
+	eventPool sync.Pool // *[]Event, with Consume
 }
 
 // New starts a receiver listening on opts.Listen. Close stops it.
