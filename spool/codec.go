@@ -105,8 +105,8 @@ var (
 	})
 )
 
-// lz4Ratio is the stored/raw size of the last lz4 or s2 encoding, in
-// 1024ths (0: none yet).
+// lz4Ratio is the stored/raw size of the last lz4 encoding, in 1024ths (0:
+// none yet).
 var lz4Ratio atomic.Int64
 
 // lz4Guess is the room to give an lz4 encoding of n bytes: half as much

@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// The lz4 and s2 buffers are sized from the last ratio; a record
-// compressing worse than guessed is compressed again into the worst-case
-// bound (lz4) or moved behind the header (s2), not stored uncompressed, and
-// every record reads back.
+// The lz4 buffer is sized from the last ratio; a record compressing worse
+// than guessed is compressed again into the worst-case bound, not stored
+// uncompressed; s2 records of one or several blocks (payloads up to 1 MiB
+// and beyond) compress; every record reads back.
 func TestEncodeRecord_GuessFallsBack(t *testing.T) {
 	for _, codec := range []byte{codecLZ4, codecS2} {
 		testGuessFallsBack(t, codec)
