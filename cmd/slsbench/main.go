@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,7 @@ type options struct {
 	latencyFor   time.Duration
 	memWindow    time.Duration
 	profileDir   string
+	selfProfile  string
 	hecExtra     []string
 	sourceExtra  []string
 }
@@ -65,6 +67,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.selfProfile != "" {
+		f, err := os.Create(o.selfProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	b, err := newBench(o, stdout)
 	if err != nil {
@@ -107,6 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	spoolSz := fs.String("spool-bytes", "1GiB", "bytes the spool-vs-dd benchmark writes")
 	only := fs.String("only", "", "comma-separated benchmarks to run ("+strings.Join(benchNames, ",")+"); default all")
 	fs.StringVar(&o.syslogNGRoot, "syslog-ng-root", "", "syslog-ng unpack root (default $SYSLOG_NG_ROOT or .cache/syslog-ng/root)")
+	fs.StringVar(&o.selfProfile, "cpuprofile", "", "write slsbench's own CPU profile (the emulator, receivers and senders) to this file")
 	fs.StringVar(&o.profileDir, "profile", "", "write the relay's CPU and heap profiles of each end-to-end run into this directory")
 	env := fs.String("relay-env", "", "experiments: comma-separated NAME=VALUE added to the relay's environment (e.g. GOGC=200)")
 	hecExtra := fs.String("hec-extra", "", "experiments: semicolon-separated 'key: value' lines added to the sink's hec config")
