@@ -279,7 +279,11 @@ func (h *HEC) onRetry(status int, err error) {
 //
 // Requests are formatted one at a time as slots free up, so a batch holds
 // at most Concurrency+1 request bodies in memory however many events it has
-// (a 10 MiB pull is ~14 MB of HEC JSON).
+// (a 10 MiB pull is ~14 MB of HEC JSON). With AckEnabled, a request waiting
+// for its ack lets the next one POST, as Splunk's own clients keep sending
+// while acks are pending: up to ackWindow*Concurrency requests are begun at
+// once, Concurrency of them on the wire, and ackWindow*Concurrency+1 bodies
+// are held (a request's body is kept to send again if its ack never comes).
 func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	if h.closed.Load() {
 		return errors.New("hec: send after close")
@@ -292,7 +296,7 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	if h.opts.Concurrency == 1 {
 		for i := 0; i < len(evs); {
 			c := h.encodeChunk(evs, i, &mc)
-			err := h.sendRange(ctx, c, c.first, c.end())
+			err := h.sendRange(ctx, c, c.first, c.end(), nil)
 			i = c.end()
 			h.putChunk(c)
 			if err != nil {
@@ -301,18 +305,23 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 		}
 		return nil
 	}
+	live := h.opts.Concurrency // requests begun and not finished
+	if h.opts.AckEnabled {
+		live *= ackWindow
+	}
 	var (
 		wg      sync.WaitGroup
 		failed  atomic.Bool
 		mu      sync.Mutex
 		results = map[int]error{} // by request number
-		sem     = make(chan struct{}, h.opts.Concurrency)
+		sem     = make(chan struct{}, live)
+		posts   = make(chan struct{}, h.opts.Concurrency) // POSTs on the wire
 	)
 	// The next request is formatted while the previous ones are in flight,
 	// before waiting for a slot: at most Concurrency+1 bodies at once.
 	c := h.encodeChunk(evs, 0, &mc)
 	if c.end() == len(evs) { // a single request: no goroutine
-		err := h.sendRange(ctx, c, c.first, c.end())
+		err := h.sendRange(ctx, c, c.first, c.end(), nil)
 		h.putChunk(c)
 		return err
 	}
@@ -330,8 +339,9 @@ launch:
 		}
 		wg.Add(1)
 		go func(c *hecChunk) {
-			defer func() { h.putChunk(c); <-sem; wg.Done() }()
-			if err := h.sendRange(ctx, c, c.first, c.end()); err != nil {
+			slot := &postSlot{ch: posts}
+			defer func() { slot.release(); h.putChunk(c); <-sem; wg.Done() }()
+			if err := h.sendRange(ctx, c, c.first, c.end(), slot); err != nil {
 				mu.Lock()
 				results[n] = err
 				mu.Unlock()
@@ -359,10 +369,46 @@ launch:
 	return err
 }
 
+// ackWindow: with acks, up to ackWindow*Concurrency requests of a batch
+// may be begun at once, Concurrency of them POSTing and the others waiting
+// for their acks.
+const ackWindow = 4
+
+// postSlot is a request's right to POST (one of Concurrency); a request
+// gives it back while it waits for its ack. A nil postSlot is always held.
+type postSlot struct {
+	ch   chan struct{}
+	held bool
+}
+
+func (s *postSlot) acquire(ctx context.Context) error {
+	if s == nil || s.held {
+		return nil
+	}
+	select {
+	case s.ch <- struct{}{}:
+		s.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *postSlot) release() {
+	if s != nil && s.held {
+		<-s.ch
+		s.held = false
+	}
+}
+
 // sendRange delivers events [i,j) of c in one request, splitting on 413
 // or an unlocated rejection, and re-sending when an ack does not come.
-func (h *HEC) sendRange(ctx context.Context, c *hecChunk, i, j int) error {
+// Each POST holds slot; the wait for its ack does not.
+func (h *HEC) sendRange(ctx context.Context, c *hecChunk, i, j int, slot *postSlot) error {
 	for {
+		if err := slot.acquire(ctx); err != nil {
+			return err
+		}
 		ackID, ack, err := h.post(ctx, c.body(i, j))
 		if err != nil {
 			var de *Error
@@ -381,16 +427,17 @@ func (h *HEC) sendRange(ctx context.Context, c *hecChunk, i, j int) error {
 					return &e
 				}
 				mid := i + (j-i)/2
-				if err := h.sendRange(ctx, c, i, mid); err != nil {
+				if err := h.sendRange(ctx, c, i, mid, slot); err != nil {
 					return err
 				}
-				return h.sendRange(ctx, c, mid, j)
+				return h.sendRange(ctx, c, mid, j, slot)
 			}
 			return err
 		}
 		if !ack {
 			return nil
 		}
+		slot.release()
 		acked, err := h.waitAck(ctx, ackID)
 		if err != nil || acked {
 			return err

@@ -215,6 +215,34 @@ func TestHEC_AckTimeoutResends(t *testing.T) {
 	}
 }
 
+// TestHEC_AckWaitsDoNotBlockPosts: with acks, requests waiting for their
+// acks let the next ones POST, up to 4 (ackWindow) times Concurrency begun
+// at once; once acks come, every event is confirmed exactly once.
+func TestHEC_AckWaitsDoNotBlockPosts(t *testing.T) {
+	srv, h, hh := hecHarness(t, hectest.Options{AckEnabled: true},
+		deliver.HECOptions{AckEnabled: true, Concurrency: 2, MaxRequestBytes: 2000, AckPollInterval: 20 * time.Millisecond})
+	srv.SetFault(hectest.Fault{WithholdAcks: true})
+	done := make(chan error, 1)
+	go func() { done <- h.Send(context.Background(), batchOf(t, 1, 0, 200)) }()
+	waitFor(t, "8 requests posted while no ack comes", func() bool { return srv.Stats().Requests >= 8 })
+	time.Sleep(200 * time.Millisecond) // ten polls: no more requests begin
+	if n := srv.Stats().Requests; n != 8 {
+		t.Errorf("%d requests posted while acks were withheld, want 4x Concurrency = 8", n)
+	}
+	srv.SetFault(hectest.Fault{})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := numericOrder(hh.received()); strings.Join(got, ",") != seqString(0, 200) {
+		t.Errorf("received %s", got)
+	}
+	for _, e := range srv.Events() {
+		if !e.Acked {
+			t.Fatalf("event %s not acked", eventN(t, e))
+		}
+	}
+}
+
 // TestLoop_HECTokenFileRecovery: a wrong token pauses the sink; rewriting
 // the token file resumes it; no token ever reaches the logs.
 func TestLoop_HECTokenFileRecovery(t *testing.T) {
