@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 	"unsafe"
@@ -82,5 +83,36 @@ func TestDecode_AliasesPayload(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// decodeInto with reused buffers yields exactly what a fresh Decode does,
+// for records larger and smaller than the one before, and a failed decode
+// leaves the buffers usable.
+func TestDecodeInto_ReusesBuffers(t *testing.T) {
+	var buf decodeBuffers
+	for _, n := range []int{2000, 10, 5000, 1, 300} {
+		rec := auditRecord(t, n)
+		want, err := Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeInto(rec, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%d events: reused buffers decode differently", n)
+		}
+		if n == 5000 {
+			bad := *rec
+			bad.Payload = rec.Payload[:len(rec.Payload)/2]
+			if _, err := decodeInto(&bad, &buf); err == nil {
+				t.Fatal("truncated record decoded")
+			}
+		}
+	}
+	if buf.used > len(buf.blocks) || len(buf.blocks) == 0 {
+		t.Errorf("blocks %d, used %d", len(buf.blocks), buf.used)
 	}
 }

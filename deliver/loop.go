@@ -92,6 +92,10 @@ type Loop struct {
 
 	mu    sync.Mutex
 	stats LoopStats
+
+	// decoded is the memory of the record being delivered, reused for the
+	// next: a Sink keeps no event once Send returned.
+	decoded decodeBuffers
 }
 
 // NewLoop builds a loop; it starts nothing until Run.
@@ -171,7 +175,7 @@ func afterGrace(ctx context.Context, grace time.Duration) (context.Context, cont
 // then acks it. Sends run under sendCtx, which may outlive ctx by the stop
 // grace; waits and retries end with ctx.
 func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
-	evs, err := Decode(rec)
+	evs, err := decodeInto(rec, &l.decoded)
 	if err != nil {
 		if err := l.q.DeadLetter(rec, ReasonDecode+": "+err.Error()); err != nil {
 			return fmt.Errorf("dead-letter record %d: %w", rec.Seq, err)

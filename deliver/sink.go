@@ -18,7 +18,9 @@ type Sink interface {
 	// ctx.Err() when ctx ends (then some events may have been delivered:
 	// delivery is at least once). Implementations retry transient failures
 	// themselves for as long as ctx lasts. Send must not modify b and must be
-	// safe to call again with the same or a shorter batch.
+	// safe to call again with the same or a shorter batch. It must keep no
+	// reference to b's events once it returned: the loop reuses their
+	// memory for the next record.
 	Send(ctx context.Context, b *Batch) error
 	// Close releases connections; Send must not be called after it.
 	Close() error

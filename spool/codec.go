@@ -2,6 +2,7 @@ package spool
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
@@ -363,29 +364,12 @@ var s2Scratch = sync.Pool{New: func() any { b := make([]byte, s2.MaxEncodedLen(s
 func encodeS2(p []byte, hdrLen int) ([]byte, int) {
 	nb := (len(p) + s2Chunk - 1) / s2Chunk
 	blocks := make([][]byte, nb)
-	encode := func(i int, scratch []byte) {
+	forEachBlock(nb, func(i int) {
+		sp := s2Scratch.Get().(*[]byte)
+		defer s2Scratch.Put(sp)
 		chunk := p[i*s2Chunk : min(len(p), (i+1)*s2Chunk)]
-		blocks[i] = append([]byte(nil), s2.Encode(scratch, chunk)...)
-	}
-	workers := min(nb, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for w := 0; w < workers; w++ {
-		work := func() {
-			sp := s2Scratch.Get().(*[]byte)
-			defer s2Scratch.Put(sp)
-			for i := int(next.Add(1) - 1); i < nb; i = int(next.Add(1) - 1) {
-				encode(i, *sp)
-			}
-		}
-		if w == workers-1 {
-			work() // the caller's goroutine takes a share
-			break
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); work() }()
-	}
-	wg.Wait()
+		blocks[i] = append([]byte(nil), s2.Encode(*sp, chunk)...)
+	})
 	table := binary.AppendUvarint(nil, uint64(nb))
 	total := 0
 	for _, b := range blocks {
@@ -423,15 +407,38 @@ func decodeS2(stored, out []byte) error {
 	if off+total != len(stored) {
 		return fmt.Errorf("blocks take %d bytes, record holds %d", total, len(stored)-off)
 	}
+	offs := make([]int, nb)
 	for i, l := range lens {
-		block, dst := stored[off:off+l], out[i*s2Chunk:min(len(out), (i+1)*s2Chunk)]
-		off += l
+		offs[i], off = off, off+l
+	}
+	// Blocks decode on every core too: the delivery loop waits for this
+	// between records.
+	errs := make([]error, nb)
+	forEachBlock(int(nb), func(i int) {
+		block, dst := stored[offs[i]:offs[i]+lens[i]], out[i*s2Chunk:min(len(out), (i+1)*s2Chunk)]
 		if n, err := s2.DecodedLen(block); err != nil || n != len(dst) {
-			return fmt.Errorf("block %d: length %d, want %d: %v", i, n, len(dst), err)
+			errs[i] = fmt.Errorf("block %d: length %d, want %d: %v", i, n, len(dst), err)
+		} else if got, err := s2.Decode(dst, block); err != nil || len(got) != len(dst) || &got[0] != &dst[0] {
+			errs[i] = fmt.Errorf("block %d: %v", i, err)
 		}
-		if got, err := s2.Decode(dst, block); err != nil || len(got) != len(dst) || &got[0] != &dst[0] {
-			return fmt.Errorf("block %d: %v", i, err)
+	})
+	return errors.Join(errs...)
+}
+
+// forEachBlock calls f(0..n-1) on up to GOMAXPROCS goroutines, the
+// caller's among them, and returns when every call has.
+func forEachBlock(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			f(i)
 		}
 	}
-	return nil
+	for range min(n, runtime.GOMAXPROCS(0)) - 1 {
+		wg.Add(1)
+		go func() { defer wg.Done(); work() }()
+	}
+	work()
+	wg.Wait()
 }
