@@ -21,12 +21,12 @@ import (
 // Records of the relay's format (one pull of 100 workload groups each, the
 // serialized LogGroupList as ingest encodes it; a pool of up to 16 distinct
 // ones cycled) are written into a fresh spool with the relay's default options
-// (lz4, 64 MiB segments) until their payloads reach -spool-bytes, with
+// (s2, 64 MiB segments) until their payloads reach -spool-bytes, with
 // Put + Sync per record as ingest does per pull; then drained with Peek +
 // Ack (Ack fsyncs the acknowledged Seq) until empty. In the same directory
 // and the same run, `dd if=/dev/zero bs=1M conv=fsync` writes the same
 // number of bytes. MB/s are payload bytes (uncompressed, what Put takes)
-// per second, 1e6; the spool stores them lz4-compressed, so it writes
+// per second, 1e6; the spool stores them s2-compressed, so it writes
 // fewer bytes to disk than dd (shown apart as DiskBytes).
 
 func init() { benchFuncs["spool"] = (*bench).benchSpool }
