@@ -95,6 +95,7 @@ type HECOptions struct {
 // HEC is a Sink posting to Splunk's HTTP Event Collector. Safe for
 // concurrent use.
 type HEC struct {
+	wake     waker
 	opts     HECOptions
 	log      *slog.Logger
 	eventURL string
@@ -160,9 +161,12 @@ func NewHEC(opts HECOptions) (*HEC, error) {
 		RetryWaitMin: opts.Retry.Min,
 		RetryWaitMax: opts.Retry.Max,
 		RetryMax:     1<<31 - 1, // transient failures are retried until ctx ends
-		CheckRetry:   opts.Retry.checkRetry(h.onRetry),
+		CheckRetry:   h.checkRetry(opts.Retry.checkRetry(h.onRetry)),
 		Backoff:      opts.Retry.backoff(),
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+		RequestLogHook: func(_ retryablehttp.Logger, r *http.Request, _ int) {
+			h.wake.awake(wakeableOf(r.Context()))
+		},
 	}
 	return h, nil
 }

@@ -243,6 +243,35 @@ func TestHEC_AckWaitsDoNotBlockPosts(t *testing.T) {
 	}
 }
 
+// TestHEC_AnswerWakesBackedOffRequests: requests backing off from an
+// outage (here for a minute) try again as soon as another request of the
+// sink gets an answer, instead of sleeping out their backoff.
+func TestHEC_AnswerWakesBackedOffRequests(t *testing.T) {
+	srv, h, hh := hecHarness(t, hectest.Options{},
+		deliver.HECOptions{Concurrency: 4, MaxRequestBytes: 2000, Retry: deliver.RetryPolicy{Min: time.Minute, Max: time.Minute}})
+	srv.SetFault(hectest.Fault{Status: 503, Code: hectest.CodeServerBusy})
+	done := make(chan error, 1)
+	go func() { done <- h.Send(context.Background(), batchOf(t, 1, 0, 100)) }()
+	waitFor(t, "4 requests refused", func() bool { return srv.Stats().ByStatus[503] >= 4 })
+	srv.SetFault(hectest.Fault{})
+	start := time.Now()
+	if err := h.Send(context.Background(), batchOf(t, 2, 100, 1)); err != nil { // answered: wakes the others
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("backed-off batch delivered %v after the SIEM answered", time.Since(start).Round(time.Millisecond))
+	case <-time.After(20 * time.Second): // each backoff is 30-60 s
+		t.Fatal("the backed-off requests slept out their backoff")
+	}
+	if got := numericOrder(hh.received()); strings.Join(got, ",") != seqString(0, 101) {
+		t.Errorf("received %s", got)
+	}
+}
+
 // TestLoop_HECTokenFileRecovery: a wrong token pauses the sink; rewriting
 // the token file resumes it; no token ever reaches the logs.
 func TestLoop_HECTokenFileRecovery(t *testing.T) {

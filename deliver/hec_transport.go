@@ -51,14 +51,32 @@ func (h *HEC) post(ctx context.Context, body []byte) (id uint64, ack bool, err e
 }
 
 // do posts payload and returns the status and (bounded) answer body.
+// Transient failures are retried inside the client; a request sleeping in
+// its backoff is woken when another request of this sink gets an answer
+// (see waker) and then tries again at once, its backoff reset.
 func (h *HEC) do(ctx context.Context, u string, payload []byte, gzipped bool) (int, []byte, error) {
+	for {
+		status, rb, woken, err := h.doOnce(ctx, u, payload, gzipped)
+		if !woken {
+			return status, rb, err
+		}
+	}
+}
+
+// doOnce is one client.Do (with its retries); woken reports that it was
+// cut short in a backoff by the waker.
+func (h *HEC) doOnce(ctx context.Context, u string, payload []byte, gzipped bool) (int, []byte, bool, error) {
 	tok, err := h.token.get()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, payload)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &wakeable{cancel: cancel}
+	defer h.wake.awake(w)
+	req, err := retryablehttp.NewRequestWithContext(context.WithValue(actx, wakeKey{}, w), http.MethodPost, u, payload)
 	if err != nil {
-		return 0, nil, &Error{Kind: Config, EventIndex: -1, Text: "build request", Err: err}
+		return 0, nil, false, &Error{Kind: Config, EventIndex: -1, Text: "build request", Err: err}
 	}
 	req.Header.Set("Authorization", "Splunk "+string(tok))
 	req.Header.Set("Content-Type", "application/json")
@@ -71,17 +89,91 @@ func (h *HEC) do(ctx context.Context, u string, payload []byte, gzipped bool) (i
 		defer resp.Body.Close()
 	}
 	if ctx.Err() != nil {
-		return 0, nil, ctx.Err()
+		return 0, nil, false, ctx.Err()
+	}
+	if actx.Err() != nil {
+		return 0, nil, true, nil
 	}
 	if err != nil {
-		return 0, nil, classifyTransport(err)
+		return 0, nil, false, classifyTransport(err)
 	}
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil && resp.StatusCode/100 != 2 {
-		return 0, nil, &Error{Kind: Transient, Status: resp.StatusCode, EventIndex: -1, Err: err}
+		return 0, nil, false, &Error{Kind: Transient, Status: resp.StatusCode, EventIndex: -1, Err: err}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
-	return resp.StatusCode, rb, nil
+	return resp.StatusCode, rb, false, nil
+}
+
+// checkRetry wraps the policy's CheckRetry: a request that will retry is
+// asleep until its next attempt; an answer from the SIEM that is not to be
+// retried (2xx, 4xx) wakes the sleeping ones.
+func (h *HEC) checkRetry(base retryablehttp.CheckRetry) retryablehttp.CheckRetry {
+	return func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		retry, cerr := base(ctx, resp, err)
+		switch {
+		case retry:
+			h.wake.sleep(wakeableOf(ctx))
+		case err == nil && cerr == nil && resp != nil:
+			h.wake.wakeAll()
+		}
+		return retry, cerr
+	}
+}
+
+// waker wakes the sink's requests sleeping in a retry backoff once one of
+// them gets an answer from the SIEM: after an outage every request had
+// backed off on its own, up to retry.max_backoff (30 s by default), and a
+// record's delivery waited for the last of them to wake although the SIEM
+// was back. A request counts as asleep from the moment the client decides
+// to retry it until its next attempt starts, so only a request that is not
+// on the wire is ever cut short: waking cannot duplicate events.
+type waker struct {
+	mu     sync.Mutex
+	asleep map[*wakeable]struct{}
+}
+
+// wakeable is one client.Do; cancel ends its context (and so its backoff).
+type wakeable struct{ cancel context.CancelFunc }
+
+type wakeKey struct{}
+
+func wakeableOf(ctx context.Context) *wakeable {
+	w, _ := ctx.Value(wakeKey{}).(*wakeable)
+	return w
+}
+
+// sleep: w's client will retry after a backoff.
+func (k *waker) sleep(w *wakeable) {
+	if w == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.asleep == nil {
+		k.asleep = map[*wakeable]struct{}{}
+	}
+	k.asleep[w] = struct{}{}
+}
+
+// awake: w's next attempt starts (or its Do returned).
+func (k *waker) awake(w *wakeable) {
+	if w == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.asleep, w)
+}
+
+// wakeAll cuts every sleeping backoff short.
+func (k *waker) wakeAll() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for w := range k.asleep {
+		w.cancel()
+		delete(k.asleep, w)
+	}
 }
 
 // waitAck polls the ack endpoint for id until it is acked (true), AckTimeout
