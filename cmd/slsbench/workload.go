@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -151,21 +152,19 @@ func parseID(id string) (string, int, bool) {
 // eventID finds the workload's event_id in a HEC event object (the
 // generator's first field, so it is near the start) without decoding it.
 func eventID(raw []byte) string {
-	const key = `"event_id":"`
-	s := string(raw[:min(len(raw), 256)])
-	i := strings.Index(s, key)
+	key := []byte(`"event_id":"`)
+	i := bytes.Index(raw[:min(len(raw), 256)], key)
 	if i < 0 {
-		s = string(raw)
-		if i = strings.Index(s, key); i < 0 {
+		if i = bytes.Index(raw, key); i < 0 {
 			return ""
 		}
 	}
-	s = s[i+len(key):]
-	j := strings.IndexByte(s, '"')
+	rest := raw[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
 		return ""
 	}
-	return s[:j]
+	return string(rest[:j]) // copied: the receiver reuses raw after Consume
 }
 
 // noteWrite records when logs seq0..seq0+n-1 of prefix were written.
