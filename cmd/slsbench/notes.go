@@ -45,6 +45,7 @@ What the profiles showed:
 | deliver: JSON escaping skips 8 plain bytes at a time; key-then-value pairs read without the general field loop, in deliver and ingest (d956381) | escaping 1.17 s per GB | 0.5–0.6 s per GB |
 | HEC acks: a request waiting for its ack lets the next one POST (up to 4 × concurrency begun at once) (835db54) | acks on 30,800–39,700 events/s, cores half idle | 75,000–77,000 events/s (single runs) |
 | s2 blocks also decode on both cores; the delivery loop reuses one record's event memory for the next (614c59f) | | within this machine's noise (±15%) |
+| HEC: requests backing off from the outage are woken when another request gets an answer (a7b89d4) | the drain plot ramped up over ~1.2 s after the SIEM came back (sibling requests sleeping out a backoff of up to 1 s here, 30 s by default) | woken at the first answer |
 | all of the above, end to end (single runs) | 48,200 events/s, 12.9 CPU s/GB | 101,000–129,000 events/s, 8.3–10.5 CPU s/GB |
 
 **After**, the relay's profile (9.3 s of samples per GB): gzip level 1 ~38% (` + "`fastEncL1`" + ` and its Huffman
