@@ -89,6 +89,7 @@ type decodeBuffers struct {
 	evs    []Event
 	blocks [][]Field // in the order the last Decode used them
 	used   int
+	second *decodeBuffers // for the second half of a record decoded in two
 }
 
 // decodeInto is Decode reusing buf (nil: fresh memory). The events of the
@@ -105,7 +106,12 @@ func decodeInto(r *spool.Record, buf *decodeBuffers) ([]Event, error) {
 		buf.used = 0
 	}
 	d := decoder{s: unsafe.String(unsafe.SliceData(r.Payload), len(r.Payload)), rec: r, evs: evs, buf: buf}
-	err := d.list()
+	var err error
+	if mid, ok := d.splitPoint(); ok {
+		err = d.listHalves(mid)
+	} else {
+		err = d.list(0, len(d.s))
+	}
 	if buf != nil {
 		buf.evs = d.evs
 		buf.release(len(d.evs))
@@ -114,6 +120,64 @@ func decodeInto(r *spool.Record, buf *decodeBuffers) ([]Event, error) {
 		return nil, fmt.Errorf("decode record %d: %w", r.Seq, err)
 	}
 	return d.evs, nil
+}
+
+// minSplitBytes: a record at least this large is decoded in two halves at
+// once (the delivery loop waits for Decode between records).
+const minSplitBytes = 256 << 10
+
+// splitPoint returns the offset of the first log group starting in the
+// second half of the record, if the record is large, holds two groups or
+// more, and its top level is well formed (else the one-pass decode reports
+// the first error exactly).
+func (d *decoder) splitPoint() (int, bool) {
+	if len(d.s) < minSplitBytes {
+		return 0, false
+	}
+	mid := -1
+	for i, end := 0, len(d.s); i < end; {
+		num, wt, _, _, _, n, err := d.next(i, end)
+		if err != nil || num == 1 && wt != 2 {
+			return 0, false
+		}
+		if num == 1 && mid < 0 && i >= end/2 {
+			mid = i
+		}
+		i = n
+	}
+	return mid, mid > 0
+}
+
+// listHalves decodes the groups before mid here and those from mid on in a
+// second goroutine, into memory of its own, then appends them: the events
+// and the error are the one-pass decode's (the first half's error first).
+func (d *decoder) listHalves(mid int) error {
+	var sb *decodeBuffers
+	var evs2 []Event
+	if d.buf != nil {
+		if d.buf.second == nil {
+			d.buf.second = &decodeBuffers{}
+		}
+		sb = d.buf.second
+		sb.used = 0
+		evs2 = sb.evs[:0]
+	}
+	d2 := decoder{s: d.s, rec: d.rec, evs: evs2, buf: sb}
+	done := make(chan error, 1)
+	go func() { done <- d2.list(mid, len(d.s)) }()
+	err1 := d.list(0, mid)
+	err2 := <-done
+	if sb != nil {
+		defer func() { sb.evs = d2.evs; sb.release(0) }()
+	}
+	if err1 != nil {
+		return err1
+	}
+	if err2 != nil {
+		return err2
+	}
+	d.evs = append(d.evs, d2.evs...)
+	return nil
 }
 
 // release drops what buf's slices point to beyond the n events just
@@ -232,8 +296,8 @@ func (d *decoder) varint(i, end int) (uint64, int, error) {
 	return 0, 0, errVarint
 }
 
-func (d *decoder) list() error {
-	for i, end := 0, len(d.s); i < end; {
+func (d *decoder) list(start, end int) error {
+	for i := start; i < end; {
 		num, wt, a, b, _, n, err := d.next(i, end)
 		if err != nil {
 			return err

@@ -2,10 +2,17 @@ package deliver
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"unsafe"
+
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+
+	"slsrelay/ingest/slstest"
+	"slsrelay/spool"
 )
 
 // encodeChunk cuts a batch into request bodies of at most MaxRequestBytes
@@ -114,5 +121,60 @@ func TestDecodeInto_ReusesBuffers(t *testing.T) {
 	}
 	if buf.used > len(buf.blocks) || len(buf.blocks) == 0 {
 		t.Errorf("blocks %d, used %d", len(buf.blocks), buf.used)
+	}
+}
+
+// decodeSequential is the one-pass decode into fresh memory (Decode before
+// records were split and buffers reused), for comparison.
+func decodeSequential(r *spool.Record) ([]Event, error) {
+	d := decoder{s: string(r.Payload), rec: r, evs: make([]Event, 0, max(0, min(r.Count, len(r.Payload)/4)))}
+	if err := d.list(0, len(d.s)); err != nil {
+		return nil, fmt.Errorf("decode record %d: %w", r.Seq, err)
+	}
+	return d.evs, nil
+}
+
+// A large record decoded in two halves at once gives exactly the one-pass
+// events and the one-pass error, on truncations and byte flips, with
+// fresh and with reused buffers.
+func TestDecode_HalvesMatchOnePass(t *testing.T) {
+	g := slstest.NewGenerator(slstest.KindAudit, 7)
+	lgl := &sls.LogGroupList{}
+	for range 12 {
+		lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(40))
+	}
+	p, err := lgl.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p) < minSplitBytes {
+		t.Fatalf("record of %d bytes is too small to be split", len(p))
+	}
+	if d := (decoder{s: string(p)}); !func() bool { _, ok := d.splitPoint(); return ok }() {
+		t.Fatal("the record would not be split")
+	}
+	var buf decodeBuffers
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for trial := range 300 {
+		q := bytes.Clone(p)
+		switch trial % 3 {
+		case 1:
+			q = q[:minSplitBytes+rnd.IntN(len(q)-minSplitBytes)]
+		case 2:
+			for range 1 + rnd.IntN(3) {
+				q[rnd.IntN(len(q))] = byte(rnd.IntN(256))
+			}
+		}
+		rec := &spool.Record{Seq: 9, Project: "p", Logstore: "l", Count: 480, Payload: q}
+		want, werr := decodeSequential(rec)
+		for _, b := range []*decodeBuffers{nil, &buf} {
+			got, gerr := decodeInto(rec, b)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("trial %d: error %v, one pass %v", trial, gerr, werr)
+			}
+			if werr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("trial %d: %d events, one pass %d", trial, len(got), len(want))
+			}
+		}
 	}
 }
