@@ -249,38 +249,12 @@ func (p *eventParser) fail(i int, wireN, max int64) answer {
 
 // object parses the top-level event object at j into ev.
 func (p *eventParser) object(j int, ev *parsedEvent) (int, bool) {
-	d, n := p.d, len(p.d)
-	k := p.ws(j + 1)
-	if k == n {
-		return p.short()
-	}
-	if d[k] == '}' {
-		return k + 1, true
-	}
-	for {
-		if d[k] != '"' {
-			return p.syntax(k)
-		}
-		ke, ok := p.str(k)
-		if !ok {
-			return 0, false
-		}
-		field := p.matchField(d[k+1 : ke-1])
-		k = p.ws(ke)
-		if k == n {
-			return p.short()
-		}
-		if d[k] != ':' {
-			return p.syntax(k)
-		}
-		k = p.ws(k + 1)
-		if k == n {
-			return p.short()
-		}
-		var ve int
-		switch field {
+	d := p.d
+	return p.members(j, func(ks, ke, k int) (int, bool) {
+		switch field := p.matchField(d[ks+1 : ke-1]); field {
 		case fieldEvent, fieldTime:
-			if ve, ok = p.value(k, 1); !ok {
+			ve, ok := p.value(k, 1)
+			if !ok {
 				return 0, false
 			}
 			if field == fieldEvent {
@@ -288,8 +262,10 @@ func (p *eventParser) object(j int, ev *parsedEvent) (int, bool) {
 			} else {
 				ev.time = d[k:ve:ve]
 			}
+			return ve, true
 		case fieldHost, fieldSource, fieldSourcetype, fieldIndex:
-			if ve, ok = p.value(k, 1); !ok {
+			ve, ok := p.value(k, 1)
+			if !ok {
 				return 0, false
 			}
 			var v string
@@ -310,37 +286,69 @@ func (p *eventParser) object(j int, ev *parsedEvent) (int, bool) {
 			case fieldIndex:
 				ev.index = v
 			}
+			return ve, true
 		case fieldFields:
 			switch d[k] {
 			case '{':
 				if ev.fields == nil {
 					ev.fields = make(map[string]any)
 				}
-				ve, ok = p.anyObject(k, 2, ev.fields)
+				return p.anyObject(k, 2, ev.fields)
 			case 'n':
-				ve, ok = p.value(k, 1)
 				ev.fields = nil
+				return p.value(k, 1)
 			default:
-				ve, ok = p.value(k, 1)
 				p.save(errFields)
-			}
-			if !ok {
-				return 0, false
+				return p.value(k, 1)
 			}
 		default:
-			if ve, ok = p.value(k, 1); !ok {
-				return 0, false
-			}
+			return p.value(k, 1)
 		}
-		k = p.ws(ve)
-		if k == n {
-			return p.short()
+	})
+}
+
+// members walks the object whose '{' is at k: for each member it calls f
+// with the bounds [ks,ke) of the key's string and the start of its value
+// (whitespace skipped), and f returns the index after the value. It
+// returns the index after the closing '}'.
+func (p *eventParser) members(k int, f func(ks, ke, v int) (int, bool)) (int, bool) {
+	d := p.d
+	k, ok := p.skip(k + 1)
+	if !ok {
+		return 0, false
+	}
+	if d[k] == '}' {
+		return k + 1, true
+	}
+	for {
+		if d[k] != '"' {
+			return p.syntax(k)
+		}
+		ke, ok := p.str(k)
+		if !ok {
+			return 0, false
+		}
+		ks := k
+		if k, ok = p.skip(ke); !ok {
+			return 0, false
+		}
+		if d[k] != ':' {
+			return p.syntax(k)
+		}
+		if k, ok = p.skip(k + 1); !ok {
+			return 0, false
+		}
+		ve, ok := f(ks, ke, k)
+		if !ok {
+			return 0, false
+		}
+		if k, ok = p.skip(ve); !ok {
+			return 0, false
 		}
 		switch d[k] {
 		case ',':
-			k = p.ws(k + 1)
-			if k == n {
-				return p.short()
+			if k, ok = p.skip(k + 1); !ok {
+				return 0, false
 			}
 		case '}':
 			return k + 1, true
@@ -348,6 +356,48 @@ func (p *eventParser) object(j int, ev *parsedEvent) (int, bool) {
 			return p.syntax(k)
 		}
 	}
+}
+
+// elements walks the array whose '[' is at k: for each element it calls f
+// with the element's start, and f returns the index after it. It returns
+// the index after the closing ']'.
+func (p *eventParser) elements(k int, f func(v int) (int, bool)) (int, bool) {
+	d := p.d
+	k, ok := p.skip(k + 1)
+	if !ok {
+		return 0, false
+	}
+	if d[k] == ']' {
+		return k + 1, true
+	}
+	for {
+		ve, ok := f(k)
+		if !ok {
+			return 0, false
+		}
+		if k, ok = p.skip(ve); !ok {
+			return 0, false
+		}
+		switch d[k] {
+		case ',':
+			if k, ok = p.skip(k + 1); !ok {
+				return 0, false
+			}
+		case ']':
+			return k + 1, true
+		default:
+			return p.syntax(k)
+		}
+	}
+}
+
+// skip returns the index of the first non-whitespace byte from i, or
+// records that the body ended inside a value.
+func (p *eventParser) skip(i int) (int, bool) {
+	if i = p.ws(i); i == len(p.d) {
+		return p.short()
+	}
+	return i, true
 }
 
 // matchField maps a key's quoted contents to a field id.
@@ -627,7 +677,7 @@ func (p *eventParser) str(k int) (int, bool) {
 // value validates the value at k (not whitespace) inside containers of the
 // given depth and returns the index after it.
 func (p *eventParser) value(k, depth int) (int, bool) {
-	d, n := p.d, len(p.d)
+	d := p.d
 	switch c := d[k]; {
 	case c == '"':
 		return p.str(k)
@@ -635,84 +685,12 @@ func (p *eventParser) value(k, depth int) (int, bool) {
 		if depth+1 > maxNestingDepth {
 			return p.syntax(k)
 		}
-		k = p.ws(k + 1)
-		if k == n {
-			return p.short()
-		}
-		if d[k] == '}' {
-			return k + 1, true
-		}
-		for {
-			if d[k] != '"' {
-				return p.syntax(k)
-			}
-			ke, ok := p.str(k)
-			if !ok {
-				return 0, false
-			}
-			k = p.ws(ke)
-			if k == n {
-				return p.short()
-			}
-			if d[k] != ':' {
-				return p.syntax(k)
-			}
-			k = p.ws(k + 1)
-			if k == n {
-				return p.short()
-			}
-			ve, ok := p.value(k, depth+1)
-			if !ok {
-				return 0, false
-			}
-			k = p.ws(ve)
-			if k == n {
-				return p.short()
-			}
-			switch d[k] {
-			case ',':
-				k = p.ws(k + 1)
-				if k == n {
-					return p.short()
-				}
-			case '}':
-				return k + 1, true
-			default:
-				return p.syntax(k)
-			}
-		}
+		return p.members(k, func(_, _, v int) (int, bool) { return p.value(v, depth+1) })
 	case c == '[':
 		if depth+1 > maxNestingDepth {
 			return p.syntax(k)
 		}
-		k = p.ws(k + 1)
-		if k == n {
-			return p.short()
-		}
-		if d[k] == ']' {
-			return k + 1, true
-		}
-		for {
-			ve, ok := p.value(k, depth+1)
-			if !ok {
-				return 0, false
-			}
-			k = p.ws(ve)
-			if k == n {
-				return p.short()
-			}
-			switch d[k] {
-			case ',':
-				k = p.ws(k + 1)
-				if k == n {
-					return p.short()
-				}
-			case ']':
-				return k + 1, true
-			default:
-				return p.syntax(k)
-			}
-		}
+		return p.elements(k, func(v int) (int, bool) { return p.value(v, depth+1) })
 	case c == '-' || '0' <= c && c <= '9':
 		return p.number(k)
 	case c == 't':
@@ -849,99 +827,37 @@ func parseNumber(num []byte) any {
 
 // anyObject decodes the object at k, at the given depth, into m.
 func (p *eventParser) anyObject(k, depth int, m map[string]any) (int, bool) {
-	d, n := p.d, len(p.d)
 	if depth > maxNestingDepth {
 		return p.syntax(k)
 	}
-	k = p.ws(k + 1)
-	if k == n {
-		return p.short()
-	}
-	if d[k] == '}' {
-		return k + 1, true
-	}
-	for {
-		if d[k] != '"' {
-			return p.syntax(k)
-		}
-		ke, ok := p.str(k)
-		if !ok {
-			return 0, false
-		}
-		key := p.internStr(unquoteBytes(d[k+1:ke-1], p.strEsc || p.strHigh))
-		k = p.ws(ke)
-		if k == n {
-			return p.short()
-		}
-		if d[k] != ':' {
-			return p.syntax(k)
-		}
-		k = p.ws(k + 1)
-		if k == n {
-			return p.short()
-		}
+	return p.members(k, func(ks, ke, k int) (int, bool) {
+		// The key's unquoting reads p.strEsc and p.strHigh, which its str
+		// call set: nothing has called str since.
+		key := p.internStr(unquoteBytes(p.d[ks+1:ke-1], p.strEsc || p.strHigh))
 		v, ve, ok := p.anyValue(k, depth)
-		if !ok {
-			return 0, false
+		if ok {
+			m[key] = v
 		}
-		m[key] = v
-		k = p.ws(ve)
-		if k == n {
-			return p.short()
-		}
-		switch d[k] {
-		case ',':
-			k = p.ws(k + 1)
-			if k == n {
-				return p.short()
-			}
-		case '}':
-			return k + 1, true
-		default:
-			return p.syntax(k)
-		}
-	}
+		return ve, ok
+	})
 }
 
 // anyArray decodes the array at k, at the given depth.
 func (p *eventParser) anyArray(k, depth int) (any, int, bool) {
-	d, n := p.d, len(p.d)
 	if depth > maxNestingDepth {
 		_, ok := p.syntax(k)
 		return nil, 0, ok
 	}
 	a := make([]any, 0)
-	k = p.ws(k + 1)
-	if k == n {
-		_, ok := p.short()
-		return nil, 0, ok
-	}
-	if d[k] == ']' {
-		return a, k + 1, true
-	}
-	for {
+	e, ok := p.elements(k, func(k int) (int, bool) {
 		v, ve, ok := p.anyValue(k, depth)
-		if !ok {
-			return nil, 0, false
+		if ok {
+			a = append(a, v)
 		}
-		a = append(a, v)
-		k = p.ws(ve)
-		if k == n {
-			_, ok := p.short()
-			return nil, 0, ok
-		}
-		switch d[k] {
-		case ',':
-			k = p.ws(k + 1)
-			if k == n {
-				_, ok := p.short()
-				return nil, 0, ok
-			}
-		case ']':
-			return a, k + 1, true
-		default:
-			_, ok := p.syntax(k)
-			return nil, 0, ok
-		}
+		return ve, ok
+	})
+	if !ok {
+		return nil, 0, false
 	}
+	return a, e, true
 }

@@ -1,7 +1,8 @@
 package hectest
 
 // The encoding/json implementation of readEvents that the hand-written
-// parser replaced, kept verbatim (renamed) as the reference for
+// parser replaced, kept (renamed; its per-event checks now call the
+// server's checkEvent, which is the same code) as the reference for
 // FuzzReadEvents_MatchesReference. oneByte feeds the decoder one byte per
 // Read, which makes its one chunking-dependent outcome deterministic (see
 // the fuzz test).
@@ -100,40 +101,13 @@ type refWireEvent struct {
 	Fields     map[string]any  `json:"fields"`
 }
 
+// refCheckEvent hands the decoded event to the server's own checks: the
+// reference differs from the parser in decoding only.
 func (s *Server) refCheckEvent(we *refWireEvent, i int, f *Fault) (Event, answer) {
-	switch {
-	case len(we.Event) == 0:
-		return Event{}, eventAnswer(CodeEventRequired, i)
-	case string(we.Event) == `""` || string(we.Event) == "null":
-		return Event{}, eventAnswer(CodeEventBlank, i)
-	}
-	ev := Event{Event: we.Event, Fields: we.Fields, AckID: -1}
-	if len(we.Time) > 0 {
-		t, ok := parseTime(we.Time)
-		if !ok {
-			return Event{}, eventAnswer(CodeInvalidDataFormat, i)
-		}
-		ev.Time, ev.RawTime = t, string(we.Time)
-	}
-	for name, v := range we.Fields {
-		if !flatField(v) || name == "" {
-			return Event{}, eventAnswer(CodeIndexedFields, i)
-		}
-	}
-	ev.Host, ev.Source, ev.Sourcetype, ev.Index = refDeref(we.Host), refDeref(we.Source), refDeref(we.Sourcetype), refDeref(we.Index)
-	if ev.Index != "" && s.indexes != nil && !s.indexes[ev.Index] {
-		return Event{}, eventAnswer(CodeIncorrectIndex, i)
-	}
-	if f.RejectEvent != nil {
-		if status, code, text, reject := f.RejectEvent(ev); reject {
-			a := answer{status: status, code: code, text: text, invalidEvent: i, ackID: -1}
-			if a.text == "" {
-				a.text = Texts[code]
-			}
-			return Event{}, a
-		}
-	}
-	return ev, answer{}
+	return s.checkEvent(&parsedEvent{
+		time: we.Time, event: we.Event, fields: we.Fields,
+		host: refDeref(we.Host), source: refDeref(we.Source), sourcetype: refDeref(we.Sourcetype), index: refDeref(we.Index),
+	}, i, f)
 }
 
 func refDeref(p *string) string {
