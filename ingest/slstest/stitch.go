@@ -39,19 +39,9 @@ func parseLZ4Layout(block []byte, raw int) (l lz4Layout, ok bool) {
 		tok := si
 		b := block[si]
 		si++
-		lit := int(b >> 4)
-		if lit == 15 {
-			for {
-				if si >= n {
-					return l, false
-				}
-				x := block[si]
-				si++
-				lit += int(x)
-				if x != 255 {
-					break
-				}
-			}
+		var lit, m int
+		if lit, si, ok = lz4Length(block, si, int(b>>4)); !ok {
+			return l, false
 		}
 		if lit > n-si {
 			return l, false
@@ -81,25 +71,35 @@ func parseLZ4Layout(block []byte, raw int) (l lz4Layout, ok bool) {
 		if off == 0 || off > di {
 			return l, false
 		}
-		m := int(b&15) + 4
-		if b&15 == 15 {
-			for {
-				if si >= n {
-					return l, false
-				}
-				x := block[si]
-				si++
-				m += int(x)
-				if x != 255 {
-					break
-				}
-			}
+		if m, si, ok = lz4Length(block, si, int(b&15)); !ok {
+			return l, false
 		}
+		m += 4
 		if di += m; di > raw {
 			return l, false
 		}
 	}
 	return l, false // empty, or no literal-only last sequence
+}
+
+// lz4Length completes a token's 4-bit length v (literals, or match length
+// minus 4) with the extension bytes from block[si] on when v is 15; it
+// returns the length and the index after it.
+func lz4Length(block []byte, si, v int) (int, int, bool) {
+	if v != 15 {
+		return v, si, true
+	}
+	for {
+		if si >= len(block) {
+			return 0, si, false
+		}
+		x := block[si]
+		si++
+		v += int(x)
+		if x != 255 {
+			return v, si, true
+		}
+	}
 }
 
 // setLayout records how g's stored bytes stitch into a pull's lz4 answer.
