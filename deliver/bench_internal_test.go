@@ -149,11 +149,7 @@ func TestAuditRecordSize(t *testing.T) {
 // halves into fresh memory (Decode), and in one pass into fresh memory.
 func BenchmarkDecode_Pull(b *testing.B) {
 	g := slstest.NewGenerator(slstest.KindAudit, 1)
-	lgl := &sls.LogGroupList{}
-	for range 100 {
-		lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(100))
-	}
-	p, err := lgl.Marshal()
+	p, err := g.Pull(100, 100)
 	if err != nil {
 		b.Fatal(err)
 	}

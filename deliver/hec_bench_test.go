@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"testing"
 
-	sls "github.com/aliyun/aliyun-log-go-sdk"
-
 	"slsrelay/deliver"
 	"slsrelay/deliver/hectest"
 	"slsrelay/ingest/slstest"
@@ -27,11 +25,7 @@ func BenchmarkHEC_SendRecord(b *testing.B) {
 	}
 	defer h.Close()
 	g := slstest.NewGenerator(slstest.KindAudit, 1)
-	lgl := &sls.LogGroupList{}
-	for range 100 {
-		lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(100))
-	}
-	p, err := lgl.Marshal()
+	p, err := g.Pull(100, 100)
 	if err != nil {
 		b.Fatal(err)
 	}

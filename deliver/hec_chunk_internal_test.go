@@ -9,8 +9,6 @@ import (
 	"testing"
 	"unsafe"
 
-	sls "github.com/aliyun/aliyun-log-go-sdk"
-
 	"slsrelay/ingest/slstest"
 	"slsrelay/spool"
 )
@@ -139,11 +137,7 @@ func decodeSequential(r *spool.Record) ([]Event, error) {
 // fresh and with reused buffers.
 func TestDecode_HalvesMatchOnePass(t *testing.T) {
 	g := slstest.NewGenerator(slstest.KindAudit, 7)
-	lgl := &sls.LogGroupList{}
-	for range 12 {
-		lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(40))
-	}
-	p, err := lgl.Marshal()
+	p, err := g.Pull(12, 40)
 	if err != nil {
 		t.Fatal(err)
 	}

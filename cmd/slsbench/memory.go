@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	sls "github.com/aliyun/aliyun-log-go-sdk"
-
 	"slsrelay/deliver/hectest"
 	"slsrelay/ingest/slstest"
 	"slsrelay/spool"
@@ -49,11 +47,7 @@ func prebuildSpool(ctx context.Context, dir string, size int64, seed int64) (rec
 	g := slstest.NewGenerator(slstest.KindAudit, genSeed(seed, 950))
 	var pool []*spool.Record
 	for i := 0; i < 16; i++ {
-		lgl := &sls.LogGroupList{}
-		for k := 0; k < 100; k++ {
-			lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(perGroup))
-		}
-		p, err := lgl.Marshal()
+		p, err := g.Pull(100, perGroup)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -10,8 +10,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	sls "github.com/aliyun/aliyun-log-go-sdk"
-
 	"slsrelay/ingest/slstest"
 	"slsrelay/spool"
 )
@@ -42,11 +40,7 @@ func spoolRecordPool(seed, size int64) ([]spool.Record, error) {
 	pool := make([]spool.Record, 0, spoolPoolRecords)
 	var bytes int64
 	for i := 0; i < spoolPoolRecords && bytes < size; i++ {
-		lgl := &sls.LogGroupList{}
-		for k := 0; k < 100; k++ {
-			lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(perGroup))
-		}
-		p, err := lgl.Marshal()
+		p, err := g.Pull(100, perGroup)
 		if err != nil {
 			return nil, err
 		}

@@ -46,6 +46,17 @@ func NewGenerator(kind Kind, seed int64) *Generator {
 // NextID is the event_id the next generated log will carry.
 func (g *Generator) NextID() string { return fmt.Sprintf("%s-%d-%09d", g.kind, g.seed, g.n) }
 
+// Pull returns groups log groups of perGroup logs each as one serialized
+// sls.LogGroupList: what a PullLogs answer decompresses to, and the payload
+// of a spool record.
+func (g *Generator) Pull(groups, perGroup int) ([]byte, error) {
+	lgl := &sls.LogGroupList{}
+	for range groups {
+		lgl.LogGroups = append(lgl.LogGroups, g.LogGroup(perGroup))
+	}
+	return lgl.Marshal()
+}
+
 // LogGroup returns n logs with a topic, a source and tags (__hostname__,
 // __path__, __pack_id__, as LogTags), timed now with TimeNs set.
 func (g *Generator) LogGroup(n int) *sls.LogGroup {
