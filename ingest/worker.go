@@ -53,6 +53,49 @@ type WorkerStats struct {
 	Bytes             int64 // serialized LogGroupList bytes
 	Gaps              int64 // checkpoints found aged out of retention
 	LastCommit        time.Time
+
+	// The fields below feed /readyz, /status and the lag and error metrics.
+	// They are filled by the consumer loop; zero values mean "not known yet".
+
+	// Consumer is true while the source's last heartbeat to its consumer
+	// group succeeded (the relay holds a place in the group).
+	Consumer      bool
+	LastHeartbeat time.Time // last successful heartbeat
+	// LastPull is the last successful pull on any shard (empty or not).
+	LastPull time.Time
+	// LastError is the newest error talking to SLS (empty once a later
+	// request of the same kind succeeded), with its class and time.
+	LastError      string
+	LastErrorClass string
+	LastErrorAt    time.Time
+	// Errors counts SLS errors by class: "unreachable" (dial, DNS, TLS,
+	// timeout), "auth" (401/403, bad signature or key), "throttled" (429,
+	// quota), "server" (5xx), "cursor_expired", "other". Every class is
+	// present, starting at 0.
+	Errors map[string]int64
+	// Shards held by this relay now, and those it held before (Held false).
+	Shards []ShardStats
+}
+
+// ErrorClasses are the keys of WorkerStats.Errors, in a stable order.
+var ErrorClasses = []string{"unreachable", "auth", "throttled", "server", "cursor_expired", "other"}
+
+// ShardStats is one shard as this relay sees it.
+type ShardStats struct {
+	Shard    int
+	Held     bool // assigned to this relay by the consumer group now
+	ReadOnly bool // a split or merged parent, read to its end
+	// LastPull is the last successful pull of this shard (empty or not).
+	LastPull time.Time
+	// LagSeconds is how far behind the shard's newest data the relay is:
+	// now minus the SLS receive time of the oldest log group not yet
+	// spooled, 0 when the last pull reached the shard's end; -1 unknown.
+	LagSeconds float64
+	// BehindBytes is the shard's unread data in bytes where SLS tells it
+	// (-1 unknown).
+	BehindBytes int64
+	// Cursor is the last position durable in every spool.
+	Cursor string
 }
 
 func newWorker(src Source, opts Options) (*Worker, error) {
