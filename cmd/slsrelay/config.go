@@ -31,11 +31,29 @@ type Config struct {
 	// way to empty the data directory of a relay that was replaced.
 	DrainOnly bool          `yaml:"drain_only"`
 	Metrics   MetricsConfig `yaml:"metrics"`
+	Health    HealthConfig  `yaml:"health"`
+}
+
+// HealthConfig sets the thresholds of /readyz, /status and `slsrelay
+// status` (served on metrics.listen).
+type HealthConfig struct {
+	// PullStaleAfter: a source whose last successful pull is older is not
+	// ready (degraded).
+	PullStaleAfter Duration `yaml:"pull_stale_after"`
+	// SinkStaleAfter: a sink with records waiting and no delivery for this
+	// long is not ready (degraded).
+	SinkStaleAfter Duration `yaml:"sink_stale_after"`
+	// StallAfter: a sink or source degraded for this long is stalled.
+	StallAfter Duration `yaml:"stall_after"`
+	// SpoolFullRatio: a spool holding this share of its budget or more makes
+	// the relay degraded (ingest waits for room once it is full).
+	SpoolFullRatio float64 `yaml:"spool_full_ratio"`
 }
 
 // MetricsConfig exposes Prometheus metrics and a health check.
 type MetricsConfig struct {
-	// Listen, host:port, serves /metrics and /healthz; empty: off.
+	// Listen, host:port, serves /metrics, /healthz, /readyz, /status and
+	// the status page at /; empty: off.
 	Listen string `yaml:"listen"`
 }
 
@@ -161,6 +179,10 @@ const (
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultCheckpointInterval = 5 * time.Second
 	DefaultInterleaveAfter    = 10 * time.Second
+	DefaultPullStaleAfter     = 2 * time.Minute
+	DefaultSinkStaleAfter     = 5 * time.Minute
+	DefaultStallAfter         = 15 * time.Minute
+	DefaultSpoolFullRatio     = 0.9
 )
 
 // ParseConfig reads a YAML config from r, expands ${ENV} references (with
@@ -301,6 +323,19 @@ func (c *Config) applyDefaults() {
 	if c.SLS.AuthVersion == "" {
 		c.SLS.AuthVersion = "v1"
 	}
+	h := &c.Health
+	if h.PullStaleAfter == 0 {
+		h.PullStaleAfter = Duration(DefaultPullStaleAfter)
+	}
+	if h.SinkStaleAfter == 0 {
+		h.SinkStaleAfter = Duration(DefaultSinkStaleAfter)
+	}
+	if h.StallAfter == 0 {
+		h.StallAfter = Duration(DefaultStallAfter)
+	}
+	if h.SpoolFullRatio == 0 {
+		h.SpoolFullRatio = DefaultSpoolFullRatio
+	}
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		if s.ConsumerGroup == "" {
@@ -361,6 +396,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Listen != "" {
 		checkHostPort(e, "metrics.listen", c.Metrics.Listen)
+	}
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{{"pull_stale_after", c.Health.PullStaleAfter}, {"sink_stale_after", c.Health.SinkStaleAfter}, {"stall_after", c.Health.StallAfter}} {
+		if d.v < 0 {
+			e.add("health."+d.name, "must not be negative")
+		}
+	}
+	if c.Health.SinkStaleAfter > c.Health.StallAfter && c.Health.StallAfter > 0 {
+		e.add("health.sink_stale_after", "must not exceed health.stall_after")
+	}
+	if r := c.Health.SpoolFullRatio; r < 0 || r > 1 {
+		e.add("health.spool_full_ratio", "%g is outside 0..1", r)
 	}
 	c.validateSLS(e)
 	c.validateSpool(e)

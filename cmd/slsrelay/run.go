@@ -60,19 +60,23 @@ type relay struct {
 	log    *slog.Logger
 	cps    *checkpoint.Store
 	spools []*spool.Lanes
+	events []*countedSpool // spools[i] counting its events
 	sinks  []deliver.Sink
 	loops  []*deliver.Loop
 	ingest *ingest.Ingest // nil in drain-only mode
 	// statusEvery is the period of the status log line.
 	statusEvery time.Duration
 	spoolBudget int64
+	// started is when openRelay ran; configPath the file it came from.
+	started    time.Time
+	configPath string
 }
 
 // openRelay opens everything in dependency order: the data-directory lock
 // (inside checkpoint.Open) before any file, then the spools, then sinks.
 // On error it closes what it opened.
 func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
-	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second, spoolBudget: spoolOptions(cfg, nil).MaxBytes}
+	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second, spoolBudget: spoolOptions(cfg, nil).MaxBytes, started: time.Now()}
 	if r.spoolBudget == 0 {
 		r.spoolBudget = spool.DefaultMaxBytes
 	}
@@ -98,13 +102,15 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 			return nil, fmt.Errorf("open spool of sink %s: %w", sc.Name, err)
 		}
 		r.spools = append(r.spools, sp)
-		ingestSpools = append(ingestSpools, sp)
+		cs := newCountedSpool(sp)
+		r.events = append(r.events, cs)
+		ingestSpools = append(ingestSpools, cs)
 		sink, err := newSink(sc, slog)
 		if err != nil {
 			return nil, err
 		}
 		r.sinks = append(r.sinks, sink)
-		r.loops = append(r.loops, deliver.NewLoop(sp, sink, deliver.LoopOptions{
+		r.loops = append(r.loops, deliver.NewLoop(cs, sink, deliver.LoopOptions{
 			Logger:    slog,
 			RateLimit: sc.RateLimit,
 			Retry:     retryPolicy(sc),
