@@ -23,6 +23,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the relay from a config file", runRun},
 		{"validate", "check a config file and print ok or every problem", runValidate},
+		{"status", "ask a running relay how it is doing (exit 0 delivering, 1 degraded, 2 stalled)", runStatus},
 		{"spool", "inspect spools, dump dead letters, requeue them (stat|dump|requeue)", runSpool},
 		{"emulate", "serve a local SLS emulator (for tests and experiments)", runEmulate},
 		{"demo", "run the relay end to end on an embedded emulator and HEC receiver", runDemo},
@@ -32,6 +33,9 @@ func commands() []command {
 
 // errUsage marks an error whose message is a usage text (exit status 2).
 var errUsage = errors.New("usage")
+
+// errHelp: the command printed its help as asked (exit status 0).
+var errHelp = errors.New("help")
 
 func main() {
 	ctx, stop := signalContext()
@@ -73,6 +77,17 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.Is(err, errHelp):
+			return 0
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintf(stderr, "slsrelay %s: %s\n", c.name, ee.msg)
+			}
+			return ee.code
+		}
+		switch {
 		default:
 			fmt.Fprintf(stderr, "slsrelay %s: %v\n", c.name, err)
 			return 1

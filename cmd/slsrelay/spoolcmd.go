@@ -88,9 +88,12 @@ type spoolSet struct {
 func spoolTarget(path, dataDir string) (*spoolSet, error) {
 	t := &spoolSet{}
 	if path != "" {
-		cfg, err := LoadConfig(path)
+		cfg, err := LoadConfigForInspection(path)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.DataDir == "" {
+			return nil, fmt.Errorf("%s: data_dir is not set", path)
 		}
 		t.cfg, dataDir = cfg, cfg.DataDir
 		for _, sc := range cfg.Sinks {
