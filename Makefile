@@ -18,7 +18,7 @@ CHAOS_REPORT ?= docs/RELIABILITY.md
 # its row.
 CHAOS_ROWS ?= docs/reliability
 
-.PHONY: all build build-failpoints test chaos chaos-short demo bench bench-micro fuzz lint clean
+.PHONY: all build build-failpoints test test-alerts chaos chaos-short demo bench bench-micro fuzz lint clean
 
 all: build
 
@@ -35,11 +35,17 @@ build-failpoints:
 # subprocess either way, and the race detector would only slow the
 # in-process emulator and receivers. CHAOS_SHORT= (empty) leaves them out.
 CHAOS_SHORT ?= 1
-test: build $(if $(CHAOS_SHORT),build-failpoints)
+test: build $(if $(CHAOS_SHORT),build-failpoints) test-alerts
 	$(GO) vet $(PKGS)
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) -skip '^TestChaos_' $(PKGS)
 	$(if $(CHAOS_SHORT),SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout $(TIMEOUT) -run '^TestChaos_' ./cmd/slsrelay)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
+
+# The shipped Prometheus alert rules: syntax and behaviour on synthetic
+# series (promtool, Debian package prometheus; .ci/run installs it).
+test-alerts:
+	promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && promtool test rules alerts_test.yaml
 
 chaos-short: build build-failpoints
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos_' ./cmd/slsrelay

@@ -62,6 +62,19 @@ var sinkStates = []string{deliver.StateDelivering, deliver.StateRetrying, delive
 
 func (c relayCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
+// allDescs lists every metric the collector may export.
+var allDescs = []*prometheus.Desc{mIngestPulls, mIngestLogs, mIngestBytes, mIngestGaps, mIngestCommit, mGapSeconds,
+	mSpoolRecords, mSpoolBytes, mSpoolBudget, mSpoolOldest, mSpoolDead, mSpoolCorrupt, mSpoolSyncErr, mDelivered,
+	mDeadLettered, mRetries, mPaused, mBuildInfo, mReady, mState, mSinkState, mSinkSuccess, mDeliveryErrs,
+	mSpoolUsed, mSpoolEvents, mIngestLag, mIngestBehind, mIngestErrors, mIngestPull, mIngestHeld, mIngestShards}
+
+// describeAll sends every Desc of allDescs.
+func (relayCollector) describeAll(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
 func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 	r := c.r
 	counter := func(d *prometheus.Desc, v float64, l ...string) {
