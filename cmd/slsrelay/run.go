@@ -19,15 +19,19 @@ import (
 	"slsrelay/spool"
 )
 
-func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path to the YAML config file (required)")
 	cpuProfile := fs.String("cpuprofile", "", "debug: write a CPU profile (go tool pprof) to this file until the relay stops; off by default")
 	memProfile := fs.String("memprofile", "", "debug: write a heap profile to this file when the relay stops; off by default")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: slsrelay run --config relay.yaml [--cpuprofile file] [--memprofile file]")
-		return errUsage
+	if err := parseFlags(fs, args, "usage: slsrelay run --config relay.yaml [--log-level L] [--log-format F] [--cpuprofile file] [--memprofile file]", stdout, stderr); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return flagError("run", stderr, "unexpected argument %q", fs.Arg(0))
+	case *path == "":
+		return flagError("run", stderr, "--config is required")
 	}
 	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
 	if err != nil {

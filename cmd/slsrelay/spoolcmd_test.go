@@ -149,10 +149,12 @@ func TestSpoolCommand_Errors(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "usage: slsrelay spool"},
-		{[]string{"stat"}, 2, "usage: slsrelay spool"},
+		{nil, 2, "a subcommand is required: stat, dump or requeue (see slsrelay spool --help)"},
+		{[]string{"stat"}, 2, "give either --config or --data-dir"},
 		{[]string{"frobnicate", "--data-dir", dd}, 2, `unknown subcommand "frobnicate"`},
-		{[]string{"stat", "--data-dir", dd, "--config", "x.yaml"}, 2, "usage"},
+		{[]string{"stat", "--data-dir", dd, "--config", "x.yaml"}, 2, "give either --config or --data-dir"},
+		{[]string{"stat", "--data-dir", dd, "-o", "yaml"}, 2, `-o "yaml" is not an output of spool stat`},
+		{[]string{"--help"}, 0, "usage: slsrelay spool"},
 		{[]string{"dump", "--data-dir", dd}, 1, "--sink is required: there are 2 sinks (a, b)"},
 		{[]string{"dump", "--data-dir", dd, "--sink", "c"}, 1, `no sink named "c" (sinks: a, b)`},
 		{[]string{"stat", "--data-dir", filepath.Join(dd, "missing")}, 1, "no spools in"},
@@ -162,7 +164,7 @@ func TestSpoolCommand_Errors(t *testing.T) {
 		var out, errb bytes.Buffer
 		code := dispatch(context.Background(), append([]string{"spool"}, tc.args...), &out, &errb)
 		all := out.String() + errb.String()
-		if code != tc.code || !strings.Contains(all, tc.want) {
+		if code != tc.code || !strings.Contains(all, tc.want) || (code == 2 && strings.Count(errb.String(), "\n") != 1) {
 			t.Errorf("spool %v = %d %q; want %d with %q", tc.args, code, all, tc.code, tc.want)
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,21 +37,21 @@ Works without the config's secrets set.`
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), statusUsage); fs.PrintDefaults() }
 	path := fs.String("config", "", "the relay's YAML config file (its metrics.listen is asked)")
 	addr := fs.String("addr", "", "host:port the relay serves /status on (instead of --config)")
 	output := fs.String("o", "table", "output format: table or json")
+	fs.StringVar(output, "output", "table", "same as -o")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up asking after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return errUsage
+	if err := parseFlags(fs, args, statusUsage, stdout, stderr); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 || (*path == "") == (*addr == "") || (*output != "table" && *output != "json") {
-		fmt.Fprintln(stderr, statusUsage)
-		return errUsage
+	switch {
+	case fs.NArg() > 0:
+		return flagError("status", stderr, "unexpected argument %q", fs.Arg(0))
+	case (*path == "") == (*addr == ""):
+		return flagError("status", stderr, "give either --config or --addr")
+	case *output != "table" && *output != "json":
+		return flagError("status", stderr, "-o %q: want table or json", *output)
 	}
 	if *path != "" {
 		cfg, err := LoadConfigForInspection(*path)

@@ -12,11 +12,15 @@ import (
 // fails in the second case.
 func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path to the YAML config file (required)")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: slsrelay validate --config relay.yaml")
-		return errUsage
+	if err := parseFlags(fs, args, "usage: slsrelay validate --config relay.yaml", stdout, stderr); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return flagError("validate", stderr, "unexpected argument %q", fs.Arg(0))
+	case *path == "":
+		return flagError("validate", stderr, "--config is required")
 	}
 	_, err := LoadConfig(*path)
 	var ce *ConfigError

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// The command-line conventions: help on stdout with exit 0 however it is
+// asked for, printed once; version with commit and date; a mistake is one
+// line on stderr and exit 2; shell completion is there.
+func TestCLI_Conventions(t *testing.T) {
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := dispatch(context.Background(), args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, tc := range []struct {
+		args []string
+		once string // appears exactly once on stdout
+	}{
+		{[]string{"--help"}, "Available Commands:"},
+		{[]string{"-h"}, "Available Commands:"},
+		{[]string{"help"}, "Available Commands:"},
+		{[]string{"help", "run"}, "usage: slsrelay run --config relay.yaml"},
+		{[]string{"run", "--help"}, "usage: slsrelay run --config relay.yaml"},
+		{[]string{"run", "-h"}, "usage: slsrelay run --config relay.yaml"},
+		{[]string{"help", "validate"}, "usage: slsrelay validate"},
+		{[]string{"validate", "--help"}, "usage: slsrelay validate"},
+		{[]string{"status", "--help"}, "usage: slsrelay status"},
+		{[]string{"help", "spool"}, "usage: slsrelay spool"},
+		{[]string{"spool", "dump", "--help"}, "usage: slsrelay spool"},
+		{[]string{"emulate", "--help"}, "usage: slsrelay emulate"},
+		{[]string{"demo", "--help"}, "usage: slsrelay demo"},
+	} {
+		code, out, errs := run(tc.args...)
+		if code != 0 || strings.Count(out, tc.once) != 1 || errs != "" {
+			t.Errorf("%v: exit %d, %d× %q on stdout, stderr %q; want 0, once, nothing\n%s", tc.args, code, strings.Count(out, tc.once), tc.once, errs, out)
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, out, _ := run(args...)
+		if code != 0 || !strings.HasPrefix(out, "slsrelay ") || !strings.Contains(out, "commit ") || !strings.Contains(out, "built ") || strings.Count(out, "\n") != 1 {
+			t.Errorf("%v: exit %d %q; want one line with version, commit and build date", args, code, out)
+		}
+	}
+	for _, args := range [][]string{{"frobnicate"}, {"--frobnicate"}, {"run", "--frobnicate"}, {"validate"},
+		{"status", "--addr", "x", "-o", "xml"}, {"run", "--log-level"}} {
+		code, out, errs := run(args...)
+		if code != 2 || out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "slsrelay") {
+			t.Errorf("%v: exit %d stdout %q stderr %q; want 2 and one line on stderr", args, code, out, errs)
+		}
+	}
+	if code, out, _ := run(); code != 2 || out != "" {
+		t.Errorf("no command: exit %d stdout %q; want 2 and the help on stderr", code, out)
+	}
+	if code, out, _ := run("completion", "bash"); code != 0 || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: exit %d", code)
+	}
+}
