@@ -102,6 +102,16 @@ func TestSpoolCommand(t *testing.T) {
 	if out, _ := run("dump", "--data-dir", cfg.DataDir, "--limit", "1"); strings.Count(out, "\n") != 1 {
 		t.Fatalf("dump --limit 1 printed %q", out)
 	}
+	// -o json: the same entries as one JSON array.
+	var arr []map[string]any
+	if out, code := run("dump", "--data-dir", cfg.DataDir, "-o", "json"); code != 0 || json.Unmarshal([]byte(out), &arr) != nil || len(arr) != len(bad) {
+		t.Fatalf("dump -o json = %d, %d entries: %s", code, len(arr), out)
+	}
+	var stats []spoolStatJSON
+	if out, code := run("stat", "--data-dir", cfg.DataDir, "-o", "json"); code != 0 || json.Unmarshal([]byte(out), &stats) != nil ||
+		len(stats) != 1 || stats[0].Sink != "hec" || stats[0].DeadLetters != 3 || !stats[0].Created {
+		t.Fatalf("stat -o json = %d: %s", code, out)
+	}
 
 	// The cause is fixed; requeue one by reason text that matches nothing,
 	// then all of them.
@@ -160,6 +170,8 @@ func TestSpoolCommand_Errors(t *testing.T) {
 		{[]string{"stat", "--data-dir", filepath.Join(dd, "missing")}, 1, "no spools in"},
 		{[]string{"stat", "--config", filepath.Join(dd, "missing.yaml")}, 1, "open config"},
 		{[]string{"dump", "--data-dir", dd, "--sink", "a"}, 0, ""},
+		{[]string{"dump", "--data-dir", dd, "--sink", "a", "-o", "json"}, 0, "[]\n"},
+		{[]string{"stat", "--data-dir", dd, "-o", "json"}, 0, `"sink": "b"`},
 	} {
 		var out, errb bytes.Buffer
 		code := dispatch(context.Background(), append([]string{"spool"}, tc.args...), &out, &errb)
