@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -38,10 +39,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer stopProfiles()
+	if err := applyLogFlags(&LogConfig{}); err != nil {
+		return flagError("run", stderr, "%v", err)
+	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
 		return err
 	}
+	_ = applyLogFlags(&cfg.Log)
 	log := newLogger(stderr, cfg.Log)
 	if lim, ok := setMemoryLimit(cfg); ok {
 		log.Debug("soft memory limit set", slog.Int64("bytes", lim))
@@ -50,6 +55,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	r.configPath = *path
 	runErr := r.Run(ctx)
 	if err := r.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -157,14 +163,39 @@ func (r *relay) Run(ctx context.Context) error {
 	if addr := r.cfg.Metrics.Listen; addr != "" {
 		g.Go(func() error { return r.serveMetrics(gctx, addr) })
 	}
-	r.log.Info("relay started", slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
+	v, c, d := buildVersion()
+	r.log.Info("relay started", slog.String("version", v), slog.String("commit", c), slog.String("built", d),
+		slog.String("config", r.configPath), slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
 		slog.Bool("drain_only", r.cfg.DrainOnly), slog.String("data_dir", r.cfg.DataDir))
+	go r.logStop(ctx, gctx)
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	r.log.Info("relay stopped")
 	return nil
+}
+
+// logStop says, when ctx ends (a signal), what the relay waits for and
+// until when; nothing when a component failed first (gctx ended alone).
+func (r *relay) logStop(ctx, gctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+		if ctx.Err() == nil {
+			return
+		}
+	}
+	grace := time.Duration(r.cfg.ShutdownTimeout)
+	why := "stop requested"
+	switch s, _ := lastSignal.Load().(os.Signal); s {
+	case syscall.SIGTERM:
+		why = "received SIGTERM"
+	case syscall.SIGINT:
+		why = "received SIGINT"
+	}
+	r.log.Info(why+": stopping; pulls stop now, the checkpoints are flushed and sends in flight may finish (a send being retried is given up at once; it stays in the spool); a second signal exits at once",
+		slog.Duration("shutdown_timeout", grace), slog.Time("until", time.Now().Add(grace).Round(time.Second)))
 }
 
 // reportStatus logs one line per sink every statusEvery.
