@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -225,11 +226,29 @@ func parseConfig(r io.Reader, lookup func(string) (string, bool), strict bool) (
 			}
 			return nil, ce
 		}
-		if unknown := unknownFields(doc.Content[0], reflect.TypeOf(c), ""); len(unknown) > 0 {
-			return nil, &ConfigError{Problems: unknown}
-		}
+		tree := checkTree(doc.Content[0], reflect.TypeOf(c), "")
 		if err := doc.Decode(&c); err != nil {
-			return nil, &ConfigError{Problems: []string{yamlProblem(err)}}
+			tree = append(tree, yamlProblem(err))
+		}
+		if len(tree) > 0 {
+			ce := &ConfigError{Problems: tree}
+			if !strict {
+				return nil, ce
+			}
+			// The semantic checks still run on what decoded, except those
+			// about a field already reported.
+			c.applyDefaults()
+			if err := c.Validate(); err != nil {
+				var ve *ConfigError
+				if errors.As(err, &ve) {
+					for _, p := range ve.Problems {
+						if !reportedAlready(tree, p) {
+							ce.Problems = append(ce.Problems, p)
+						}
+					}
+				}
+			}
+			return nil, ce
 		}
 	}
 	c.applyDefaults()
@@ -280,28 +299,41 @@ func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) []missingEnv {
 	return missing
 }
 
-// unknownFields lists the mapping keys in n that t (a struct, or a slice or
-// pointer of one) has no yaml field for, as "path: unknown field (line N)".
-// yaml.v3 checks known fields only in its Decoder, which loses the tree.
-func unknownFields(n *yaml.Node, t reflect.Type, path string) []string {
+// checkTree walks n along t (the Go type it decodes into) and reports,
+// as "path: message (line N)", every mapping key t has no field for and
+// every value that cannot decode into its field's type; each such key and
+// value is removed from the tree, so that the rest still decodes and is
+// checked. yaml.v3 alone stops at the first error of a custom type and
+// names lines, not fields.
+func checkTree(n *yaml.Node, t reflect.Type, path string) []string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	var out []string
-	switch {
-	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
-		for i, c := range n.Content {
-			out = append(out, unknownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	name := path
+	if name == "" {
+		name = "the file"
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return []string{fmt.Sprintf("%s: must be a mapping of fields, not %s (line %d)", name, nodeWhat(n), n.Line)}
 		}
-	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		fields := map[string]reflect.Type{}
 		for i := 0; i < t.NumField(); i++ {
 			if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
 				fields[tag] = t.Field(i).Type
 			}
 		}
+		var out []string
+		keep := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
+			k, v := n.Content[i], n.Content[i+1]
 			p := k.Value
 			if path != "" {
 				p = path + "." + k.Value
@@ -311,10 +343,97 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string) []string {
 				out = append(out, fmt.Sprintf("%s: unknown field (line %d)", p, k.Line))
 				continue
 			}
-			out = append(out, unknownFields(n.Content[i+1], ft, p)...)
+			probs := checkTree(v, ft, p)
+			out = append(out, probs...)
+			if len(probs) > 0 && !isContainer(ft) {
+				continue // a bad scalar: drop it, keep checking the rest
+			}
+			keep = append(keep, k, v)
 		}
+		n.Content = keep
+		return out
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return []string{fmt.Sprintf("%s: must be a list, not %s (line %d)", name, nodeWhat(n), n.Line)}
+		}
+		var out []string
+		for i, c := range n.Content {
+			out = append(out, checkTree(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return []string{fmt.Sprintf("%s: must be a mapping, not %s (line %d)", name, nodeWhat(n), n.Line)}
+		}
+		var out []string
+		keep := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			probs := checkTree(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)
+			out = append(out, probs...)
+			if len(probs) == 0 {
+				keep = append(keep, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = keep
+		return out
+	case reflect.Interface:
+		return nil
 	}
-	return out
+	// A scalar field.
+	if n.Kind != yaml.ScalarNode {
+		return []string{fmt.Sprintf("%s: must be a single value, not %s (line %d)", name, nodeWhat(n), n.Line)}
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		return []string{fmt.Sprintf("%s: %s (line %d)", name, scalarProblem(n, t, err), n.Line)}
+	}
+	return nil
+}
+
+func isContainer(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Map:
+		return true
+	}
+	return false
+}
+
+// nodeWhat names a node's kind for an error message.
+func nodeWhat(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// scalarProblem says why n does not decode into t, without yaml.v3's
+// internals ("!!str", Go type names).
+func scalarProblem(n *yaml.Node, t reflect.Type, err error) string {
+	switch t {
+	case reflect.TypeOf(Duration(0)), reflect.TypeOf(ByteSize(0)):
+		msg := err.Error()
+		if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "line ") && i > 0 {
+			msg = msg[i+2:]
+		}
+		return msg
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("%q is not an integer", n.Value)
+	case reflect.Float32, reflect.Float64:
+		return fmt.Sprintf("%q is not a number", n.Value)
+	case reflect.Bool:
+		return fmt.Sprintf("%q is not true or false", n.Value)
+	case reflect.String:
+		return fmt.Sprintf("%q is not a string", n.Value)
+	}
+	return yamlProblem(err)
 }
 
 // yamlProblem turns a yaml.v3 error into one line without the library's
@@ -379,6 +498,21 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+}
+
+// reportedAlready tells whether problem p is about a field one of the
+// problems of tree already names.
+func reportedAlready(tree []string, p string) bool {
+	path, _, ok := strings.Cut(p, ": ")
+	if !ok {
+		return false
+	}
+	for _, t := range tree {
+		if tp, _, _ := strings.Cut(t, ": "); tp == path || strings.HasPrefix(path, tp+".") || strings.HasPrefix(path, tp+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // ConfigError lists every problem found, one "path: message" per line.
@@ -696,23 +830,40 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var byteSizePattern = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
+var byteSizePattern = regexp.MustCompile(`^\s*(\d+)(?:\.(\d+))?\s*([KMGTP]i?B?|B)?\s*$`)
 
+// parseByteSize reads 1048576, 512KiB, 64MiB, 8GiB, 8Gi, 1.5GiB, 1GB
+// (KB, MB, GB, TB, PB and K, M, G, T, P are powers of ten; KiB and Ki and
+// the like powers of two). A fraction must come to a whole number of bytes.
 func parseByteSize(s string) (int64, error) {
 	m := byteSizePattern.FindStringSubmatch(s)
 	if m == nil {
-		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB)", s)
+		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB, 1.5GiB)", s)
+	}
+	unit := strings.TrimSuffix(m[3], "B")
+	mult, ok := map[string]int64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+		"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}[unit]
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size: unknown unit %q", s, m[3])
 	}
 	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a size: %v", s, err)
-	}
-	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
-	if n > (1<<62)/mult {
+	if err != nil || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
-	return n * mult, nil
+	total := n * mult
+	if frac := m[2]; frac != "" {
+		if len(frac) > 9 {
+			return 0, fmt.Errorf("%q has too many decimals", s)
+		}
+		f, _ := new(big.Int).SetString(frac, 10)
+		den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil)
+		q, r := new(big.Int).QuoRem(f.Mul(f, big.NewInt(mult)), den, new(big.Int))
+		if r.Sign() != 0 {
+			return 0, fmt.Errorf("%q is not a whole number of bytes", s)
+		}
+		total += q.Int64()
+	}
+	return total, nil
 }
 
 // Secret is a string that never prints: in text, logs, JSON and errors it
