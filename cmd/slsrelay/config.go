@@ -33,6 +33,10 @@ type Config struct {
 	DrainOnly bool          `yaml:"drain_only"`
 	Metrics   MetricsConfig `yaml:"metrics"`
 	Health    HealthConfig  `yaml:"health"`
+
+	// Warnings found while reading the file (a bare $NAME), for validate
+	// to print and run to log.
+	Warnings []string `yaml:"-"`
 }
 
 // HealthConfig sets the thresholds of /readyz, /status and `slsrelay
@@ -219,7 +223,7 @@ func parseConfig(r io.Reader, lookup func(string) (string, bool), strict bool) (
 	if len(doc.Content) > 0 {
 		// ${NAME} is expanded in scalar values only: not in comments, and a
 		// value from the environment can never change the file's structure.
-		if missing := expandEnv(&doc, lookup); len(missing) > 0 && strict {
+		if missing := expandEnv(doc.Content[0], lookup, "", &c.Warnings); len(missing) > 0 && strict {
 			ce := &ConfigError{}
 			for _, m := range missing {
 				ce.add("", "line %d: environment variable %s is referenced but not set", m.line, m.name)
@@ -271,30 +275,74 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(f, os.LookupEnv)
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// envRef is ${NAME}, ${NAME:-default} (default when NAME is unset or
+// empty) or ${NAME-default} (default when NAME is unset).
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}`)
+
+// bareEnvRef is $NAME not written as ${NAME}; $$ is a literal dollar.
+var bareEnvRef = regexp.MustCompile(`\$\$|\$([A-Za-z_][A-Za-z0-9_]*)`)
 
 type missingEnv struct {
 	name string
 	line int
 }
 
-// expandEnv replaces ${NAME} with the variable's value in every scalar of the
-// tree; a bare $NAME or $$ is left alone, so secrets containing '$' survive.
-func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) []missingEnv {
+// secretKeys are the fields whose values a warning must not quote.
+var secretKeys = map[string]bool{"access_key_secret": true, "security_token": true, "token": true}
+
+// expandEnv replaces ${NAME} (and ${NAME:-default}, ${NAME-default}) with
+// the variable's value in every scalar of the tree under path; a bare
+// $NAME is left as written (secrets may contain '$'), with a warning.
+func expandEnv(n *yaml.Node, lookup func(string) (string, bool), path string, warnings *[]string) []missingEnv {
 	var missing []missingEnv
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
-			name := m[2 : len(m)-1]
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
+		where := path
+		if where == "" {
+			where = "value"
+		}
+		// Bare references, looked for outside ${...}.
+		for _, m := range bareEnvRef.FindAllStringSubmatch(envRef.ReplaceAllString(n.Value, ""), -1) {
+			if m[1] == "" {
+				continue
+			}
+			key := path[strings.LastIndexAny(path, ".]")+1:]
+			ref := "$" + m[1]
+			if secretKeys[key] {
+				ref = "a bare $NAME"
+			}
+			*warnings = append(*warnings, fmt.Sprintf("%s (line %d): %s is used literally; write ${NAME} to take the value from the environment", where, n.Line, ref))
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			m := envRef.FindStringSubmatch(ref)
+			name, op, def := m[1], m[2], m[3]
 			v, ok := lookup(name)
-			if !ok {
+			switch {
+			case op == ":-" && (!ok || v == ""):
+				return def
+			case op == "-" && !ok:
+				return def
+			case !ok:
 				missing = append(missing, missingEnv{name, n.Line})
-				return m
+				return ref
 			}
 			return v
 		})
 	}
-	for _, c := range n.Content {
-		missing = append(missing, expandEnv(c, lookup)...)
+	for i, c := range n.Content {
+		p := path
+		switch n.Kind {
+		case yaml.MappingNode:
+			if i%2 == 0 {
+				continue
+			}
+			if path != "" {
+				p += "."
+			}
+			p += n.Content[i-1].Value
+		case yaml.SequenceNode:
+			p = fmt.Sprintf("%s[%d]", path, i)
+		}
+		missing = append(missing, expandEnv(c, lookup, p, warnings)...)
 	}
 	return missing
 }

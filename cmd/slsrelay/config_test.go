@@ -204,3 +204,37 @@ sinks:
 		t.Errorf("a secret is echoed: %v", err)
 	}
 }
+
+// ${NAME:-default} and ${NAME-default} take a default; a bare $NAME is
+// kept as written with a warning naming the field (never quoting a secret).
+func TestParseConfig_EnvDefaultsAndBareWarning(t *testing.T) {
+	env := map[string]string{"EMPTY": "", "HOST": "splunk.example"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	raw := `data_dir: ${DATA:-/var/lib/slsrelay}
+log: {level: "${LEVEL-warn}", format: "${EMPTY:-json}"}
+sls:
+  endpoint: e.example
+  access_key_id: $AK_ID
+  access_key_secret: pa$SECRETPART
+sources: [{project: p, logstore: l}]
+sinks:
+  - type: hec
+    hec: {url: "https://${HOST}:8088", token: "t", index: "${EMPTY-unused}"}
+`
+	c, err := ParseConfig(strings.NewReader(raw), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/slsrelay" || c.Log.Level != "warn" || c.Log.Format != "json" ||
+		c.Sinks[0].HEC.URL != "https://splunk.example:8088" || c.Sinks[0].HEC.Index != "" || c.SLS.AccessKeyID != "$AK_ID" {
+		t.Errorf("expanded: data_dir %q level %q format %q url %q index %q ak %q", c.DataDir, c.Log.Level, c.Log.Format,
+			c.Sinks[0].HEC.URL, c.Sinks[0].HEC.Index, c.SLS.AccessKeyID)
+	}
+	want := []string{
+		"sls.access_key_id (line 5): $AK_ID is used literally; write ${NAME} to take the value from the environment",
+		"sls.access_key_secret (line 6): a bare $NAME is used literally; write ${NAME} to take the value from the environment",
+	}
+	if !slices.Equal(c.Warnings, want) {
+		t.Errorf("warnings:\n  %s\nwant:\n  %s", strings.Join(c.Warnings, "\n  "), strings.Join(want, "\n  "))
+	}
+}

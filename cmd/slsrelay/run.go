@@ -48,6 +48,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	_ = applyLogFlags(&cfg.Log)
 	log := newLogger(stderr, cfg.Log)
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	if lim, ok := setMemoryLimit(cfg); ok {
 		log.Debug("soft memory limit set", slog.Int64("bytes", lim))
 	}

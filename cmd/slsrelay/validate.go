@@ -8,8 +8,8 @@ import (
 	"io"
 )
 
-// runValidate prints "ok", or one line per problem naming the field path, and
-// fails in the second case.
+// runValidate prints "ok" (after a "warning: " line for each warning), or
+// one line per problem naming the field path, and fails in the second case.
 func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	path := fs.String("config", "", "path to the YAML config file (required)")
@@ -22,7 +22,7 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	case *path == "":
 		return flagError("validate", stderr, "--config is required")
 	}
-	_, err := LoadConfig(*path)
+	cfg, err := LoadConfig(*path)
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {
@@ -32,6 +32,9 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil
