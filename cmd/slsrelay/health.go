@@ -130,9 +130,17 @@ func (r *relay) status(now time.Time) Status {
 		}
 	}
 	for i, sp := range r.spools {
-		ks := r.sinkStatus(i, sp.Stats(), r.loops[i].Stats(), now)
+		ls := r.loops[i].Stats()
+		ks := r.sinkStatus(i, sp.Stats(), ls, now)
 		if ks.SyncError != "" {
 			st.Live = false
+		}
+		// A send that has neither come back nor reported a retry for
+		// stall_after is stuck in a way only a restart clears.
+		if ls.Sending && ls.State == deliver.StateDelivering && now.Sub(ls.SendingSince) > time.Duration(r.cfg.Health.StallAfter) {
+			st.Live = false
+			ks.State, ks.Ready = StateStalled, false
+			ks.Reason = fmt.Sprintf("a send has been in flight for %s without an answer or a retry: the delivery loop is wedged (restart)", ago(now.Sub(ls.SendingSince)))
 		}
 		switch {
 		case ks.State == StateStalled:

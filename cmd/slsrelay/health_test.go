@@ -186,3 +186,30 @@ func TestHealth_SpoolFull(t *testing.T) {
 		c.Health.SinkStaleAfter, c.Health.StallAfter = Duration(time.Hour), Duration(time.Hour)
 	}, "retrying", "spool at ", false)
 }
+
+// A send that neither returns nor reports a retry for stall_after (HEC
+// holding its answers, the request timeout longer than that) makes
+// /healthz fail: only a restart clears a wedged loop.
+func TestHealth_WedgedSendFailsLiveness(t *testing.T) {
+	w := newWorld(t, 2, 1000, 100, hectest.Options{})
+	w.hec.SetFault(hectest.Fault{Delay: 5 * time.Minute})
+	cfg := w.config()
+	fastHealth(cfg)
+	cfg.Sinks[0].HEC.Timeout = Duration(5 * time.Minute)
+	cfg.ShutdownTimeout = Duration(time.Second)
+	rr := startRelay(t, cfg, nil)
+	var body string
+	waitFor(t, time.Minute, "/healthz failing", func() bool {
+		var code int
+		code, body = get(t, rr.r, "/healthz")
+		return code == 503
+	})
+	if !strings.Contains(body, "wedged") {
+		t.Errorf("/healthz: %q, want the wedged send named", body)
+	}
+	st := getStatus(t, rr.r)
+	if st.Live || st.State != StateStalled || st.Sinks[0].State != StateStalled {
+		t.Errorf("status: live %v state %q sink %q", st.Live, st.State, st.Sinks[0].State)
+	}
+	w.hec.SetFault(hectest.Fault{})
+}
