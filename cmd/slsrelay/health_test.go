@@ -131,6 +131,19 @@ func sinkTransition(t *testing.T, n int, fault hectest.Fault, tweak func(*Config
 	if s := st.Sinks[0]; s.Since == "" || s.SpoolRecords == 0 {
 		t.Errorf("%s: since %q, spool records %d; want a time and a backlog", wantState, s.Since, s.SpoolRecords)
 	}
+	_, m := get(t, rr.r, "/metrics")
+	for _, want := range []string{
+		`slsrelay_sink_state{sink="hec",state="` + wantState + `"} 1`,
+		`slsrelay_gap_lost_seconds_total{logstore="audit",project="e2e-project"} 0`,
+		`slsrelay_ingest_errors_total{class="unreachable",source="e2e-project/audit"} 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if wantState == "retrying" && strings.Contains(m, `slsrelay_delivery_errors_total{class="transient",sink="hec"} 0`) {
+		t.Errorf("transient delivery errors still 0 while retrying")
+	}
 	st = waitSink(t, rr.r, "sink not ready", func(s SinkStatus) bool { return !s.Ready })
 	if st.Ready || st.State == StateDelivering || !hasReason(st, "sink hec: ") {
 		t.Errorf("not-ready sink: relay state %q ready %v reasons %q", st.State, st.Ready, st.Reasons)

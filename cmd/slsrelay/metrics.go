@@ -126,6 +126,11 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if gaps, err := r.cps.Gaps(); err == nil {
 		lost := map[[2]string]float64{}
+		if !r.cfg.DrainOnly {
+			for _, src := range r.cfg.Sources {
+				lost[[2]string{src.Project, src.Logstore}] = 0 // known labels start at 0
+			}
+		}
 		for _, g := range gaps {
 			if !g.From.IsZero() && g.To.After(g.From) {
 				lost[[2]string{g.Key.Project, g.Key.Logstore}] += g.To.Sub(g.From).Seconds()
