@@ -177,7 +177,10 @@ func sourceStatus(s ingest.WorkerStats, now, started time.Time, h HealthConfig) 
 	}
 	quiet := now.Sub(ref)
 	var why []string
-	if !s.Consumer {
+	// A consumer not held yet right after the start is normal until the
+	// first heartbeat, given pull_stale_after.
+	starting := s.LastHeartbeat.IsZero() && now.Sub(started) <= time.Duration(h.PullStaleAfter)
+	if !s.Consumer && !starting {
 		why = append(why, "holds no consumer in its group")
 	}
 	if quiet > time.Duration(h.PullStaleAfter) {
