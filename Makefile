@@ -7,7 +7,10 @@ CPU       ?=
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 3s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit's date, not the wall clock: the same commit builds the same binary.
+DATE      ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 BIN       := bin/slsrelay
 FPBIN     := bin/slsrelay-failpoints
 CHAOS_RUN ?= TestChaos
