@@ -44,7 +44,10 @@ func TestSpoolCommand(t *testing.T) {
 	rr := startRelay(t, cfg, nil)
 	total := len(exp.logs)
 	waitFor(t, time.Minute, "all good events", func() bool { return w.hec.EventCount() >= total-len(bad) })
-	waitFor(t, 30*time.Second, "3 dead letters", func() bool { return rr.r.spools[0].Stats().DeadLetters == 3 })
+	waitFor(t, 30*time.Second, "3 dead letters and an empty spool", func() bool {
+		st := rr.r.spools[0].Stats()
+		return st.DeadLetters == 3 && st.Depth == 0
+	})
 
 	run := func(args ...string) (string, int) {
 		var out, errb bytes.Buffer
