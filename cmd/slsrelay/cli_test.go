@@ -59,3 +59,24 @@ func TestCLI_Conventions(t *testing.T) {
 		t.Errorf("completion bash: exit %d", code)
 	}
 }
+
+// Shell completion offers command names and each command's own flags.
+func TestCLI_Completion(t *testing.T) {
+	complete := func(args ...string) string {
+		var out, errb bytes.Buffer
+		dispatch(context.Background(), append([]string{"__complete"}, args...), &out, &errb)
+		return out.String()
+	}
+	if out := complete("sta"); !strings.Contains(out, "status\t") {
+		t.Errorf("commands: %q", out)
+	}
+	out := complete("spool", "stat", "-")
+	for _, want := range []string{"--config\n", "--data-dir\n", "-o\n", "--log-level"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("spool flags: %q lacks %q", out, want)
+		}
+	}
+	if out := complete("run", "--c"); !strings.Contains(out, "--config\n") || strings.Contains(out, "--data-dir") {
+		t.Errorf("run --c: %q", out)
+	}
+}

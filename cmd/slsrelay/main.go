@@ -182,6 +182,32 @@ func cobraCommand(ctx context.Context, c command, stdout, stderr io.Writer, code
 		},
 	}
 	cc.SetHelpFunc(func(*cobra.Command, []string) { printCommandHelp(ctx, c, stdout) })
+	// Shell completion of the command's flags: its own flag set lists them
+	// in its help.
+	cc.ValidArgsFunction = func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if !strings.HasPrefix(toComplete, "-") {
+			return nil, cobra.ShellCompDirectiveDefault // file names
+		}
+		var help strings.Builder
+		_ = c.run(ctx, []string{"-h"}, &help, io.Discard)
+		var out []cobra.Completion
+		for _, l := range strings.Split(help.String(), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 || !strings.HasPrefix(l, "  -") {
+				continue
+			}
+			name := strings.TrimLeft(f[0], "-")
+			if len(name) == 1 {
+				name = "-" + name
+			} else {
+				name = "--" + name
+			}
+			if strings.HasPrefix(name, toComplete) {
+				out = append(out, name)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 	return cc
 }
 
