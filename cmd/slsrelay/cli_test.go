@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -78,5 +80,21 @@ func TestCLI_Completion(t *testing.T) {
 	}
 	if out := complete("run", "--c"); !strings.Contains(out, "--config\n") || strings.Contains(out, "--data-dir") {
 		t.Errorf("run --c: %q", out)
+	}
+}
+
+// validate prints each warning (a bare $NAME) before "ok".
+func TestCLI_ValidateWarnings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	raw := "data_dir: /tmp/x\ndrain_only: true\nsinks:\n  - type: hec\n    hec: {url: \"https://splunk:8088\", token: \"$HEC_TOKEN\", index: \"$INDEX\"}\n"
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := dispatch(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	want := "warning: sinks[0].hec.token (line 5): a bare $NAME is used literally; write ${NAME} to take the value from the environment\n" +
+		"warning: sinks[0].hec.index (line 5): $INDEX is used literally; write ${NAME} to take the value from the environment\nok\n"
+	if code != 0 || out.String() != want {
+		t.Errorf("exit %d\n%s\nwant\n%s", code, out.String(), want)
 	}
 }

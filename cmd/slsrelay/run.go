@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -218,13 +219,21 @@ func (r *relay) reportStatus(ctx context.Context) {
 					slog.Int64("pulls", s.Pulls), slog.Int64("logs", s.Logs), slog.Int64("gaps", s.Gaps))
 			}
 		}
+		status := r.status(time.Now())
 		for i, sp := range r.spools {
 			st := sp.Stats()
 			ls := r.loops[i].Stats()
-			r.log.Info("sink", slog.String("sink", r.sinks[i].Name()),
+			attrs := []any{slog.String("sink", r.sinks[i].Name()), slog.String("state", status.Sinks[i].State),
 				slog.Int64("spool_records", st.Depth), slog.Int64("spool_bytes", st.Bytes),
-				slog.Duration("oldest", st.OldestAge), slog.Uint64("delivered_events", ls.DeliveredEvents), slog.Bool("paused", ls.Paused),
-				slog.Int64("dead_letters", st.DeadLetters))
+				slog.Duration("oldest", st.OldestAge.Round(time.Second)), slog.Uint64("delivered_events", ls.DeliveredEvents),
+				slog.Int64("dead_letters", st.DeadLetters)}
+			if reason := status.Sinks[i].Reason; reason != "" {
+				attrs = append(attrs, slog.String("reason", reason))
+			}
+			r.log.Info("sink", attrs...)
+		}
+		if status.State != StateDelivering {
+			r.log.Warn("relay "+status.State, slog.String("reasons", strings.Join(status.Reasons, "; ")))
 		}
 	}
 }

@@ -76,7 +76,7 @@ ul.why{margin:.3em 0 0;padding-left:1.2em}
 {{if .Reasons}}<ul class="why">{{range .Reasons}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <h2>Sinks</h2>
 <table><tr><th>sink</th><th>state</th><th>since</th><th>reason</th><th>oldest undelivered</th><th>spool</th><th>dead letters</th><th>delivered</th><th>last success</th></tr>
-{{range .Sinks}}<tr><td>{{.Name}} <span class="meta">{{.Type}}</span></td><td><span class="state {{.State}}">{{.State}}</span></td>
+{{range .Sinks}}<tr><td>{{.Name}}{{if ne .Name .Type}} <span class="meta">{{.Type}}</span>{{end}}</td><td><span class="state {{.State}}">{{.State}}</span></td>
 <td>{{if .Since}}{{since .Since}}{{end}}</td><td class="reason">{{.Reason}}</td><td class="num">{{secs .OldestUndeliveredSecond}}</td>
 <td class="num">{{human .SpoolBytes}} of {{human .SpoolMaxBytes}} ({{pct .SpoolUsed}}), {{.SpoolRecords}} records</td>
 <td class="num">{{.DeadLetters}}</td><td class="num">{{.DeliveredEvents}}</td><td>{{since .LastSuccess}}</td></tr>
