@@ -6,23 +6,41 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
-// version, commit and date are stamped at build time with
-// -ldflags "-X main.version=v1.2.3 -X main.commit=abc1234 -X main.date=2026-12-07T00:00:00Z".
-// Left empty, buildVersion falls back to what the Go toolchain recorded
-// (debug.ReadBuildInfo: the module version and the VCS revision and time).
+// The build's identity. make build, make release and the Dockerfile stamp
+// them with
+//
+//	-ldflags "-X main.version=v1.2.3 -X main.commit=<git sha> -X main.date=<RFC 3339 UTC>"
+//
+// A build without them (go build, go install slsrelay/cmd/slsrelay@v1.2.3)
+// gets them from the module and VCS information the Go toolchain embeds
+// (debug.ReadBuildInfo): the module version, vcs.revision and vcs.time. What
+// neither knows reads "dev" / "unknown". Read them through buildVersion.
 var (
 	version = ""
 	commit  = ""
 	date    = ""
 )
 
-// buildVersion returns the version, commit and build date, each "unknown"
-// when neither -ldflags nor the build info tells it.
+// buildVersion returns the version, commit and build date: the -ldflags
+// values, else the embedded build information, else dev/unknown.
 func buildVersion() (v, c, d string) {
-	v, c, d = version, commit, date
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	return resolveBuild(version, commit, date, debug.ReadBuildInfo)
+}
+
+// resolveBuild fills what -ldflags left empty from the embedded build
+// information, then from fixed placeholders.
+func resolveBuild(v, c, d string, read func() (*debug.BuildInfo, bool)) (string, string, string) {
+	if v != "" && c != "" && d != "" {
+		return v, c, d
+	}
+	var modified bool
+	stamped := c != "" // a commit from -ldflags is taken as it is
+	if bi, ok := read(); ok && bi != nil {
+		// "(devel)" is what a build inside the module's own tree reports
+		// when the toolchain could not derive a version from VCS.
 		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
@@ -37,9 +55,7 @@ func buildVersion() (v, c, d string) {
 					d = s.Value
 				}
 			case "vcs.modified":
-				if s.Value == "true" && c != "" && commit == "" {
-					c += "-dirty"
-				}
+				modified = s.Value == "true"
 			}
 		}
 	}
@@ -48,6 +64,8 @@ func buildVersion() (v, c, d string) {
 	}
 	if c == "" {
 		c = "unknown"
+	} else if modified && !stamped && !strings.HasSuffix(c, "-dirty") {
+		c += "-dirty"
 	}
 	if d == "" {
 		d = "unknown"
@@ -55,13 +73,15 @@ func buildVersion() (v, c, d string) {
 	return v, c, d
 }
 
-// versionLine is what --version and the version command print.
-func versionLine() string {
-	v, c, d := buildVersion()
-	return fmt.Sprintf("slsrelay %s (commit %s, built %s, %s %s/%s)", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
 	fmt.Fprintln(stdout, versionLine())
 	return nil
+}
+
+// versionLine is what `slsrelay version` prints:
+//
+//	slsrelay v1.2.3 (commit 0123abc, built 2026-12-07T04:00:00Z, go1.26.8 linux/amd64)
+func versionLine() string {
+	v, c, d := buildVersion()
+	return fmt.Sprintf("slsrelay %s (commit %s, built %s, %s %s/%s)", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
