@@ -8,8 +8,8 @@ FUZZTIME  ?= 30s
 SHORTFUZZ ?= 3s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-# The commit's date, not the wall clock: the same commit builds the same binary.
-DATE      ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+# The commit's time, not the clock's: the same commit builds the same binary.
+DATE      ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 BIN       := bin/slsrelay
 FPBIN     := bin/slsrelay-failpoints
