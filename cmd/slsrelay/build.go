@@ -140,6 +140,8 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 		return deliver.NewHEC(o)
 	case "syslog":
 		return newSyslogSink(s, log)
+	case "file":
+		return newFileSink(s, log)
 	default:
 		return nil, fmt.Errorf("sink %q: unknown type %q", s.Name, s.Type)
 	}
