@@ -80,6 +80,8 @@ type FileOptions struct {
 	Gzip bool
 	// Routing templates of the json format, as HECOptions' (same defaults).
 	Host, Source, Sourcetype, Index string
+	// Fields are indexed fields added to every json event, as HECOptions'.
+	Fields map[string]string
 	// Retry paces retries of transient failures (zero: DefaultRetryMin/Max).
 	Retry RetryPolicy
 	// Logger (default slog.Default()); a "sink" attribute is added.
@@ -150,6 +152,7 @@ func OpenFile(opts FileOptions) (*File, error) {
 			return nil, fmt.Errorf("file: %s: %w", t.name, err)
 		}
 	}
+	s.format.setFields(opts.Fields)
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file: create directory: %w", err)
 	}

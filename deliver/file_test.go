@@ -97,6 +97,17 @@ func TestFile_Formats(t *testing.T) {
 			t.Errorf("got %q\nwant %q", lines, want)
 		}
 	})
+	t.Run("fixed indexed fields", func(t *testing.T) {
+		s := openFileSink(t, deliver.FileOptions{Path: filepath.Join(t.TempDir(), "out.jsonl"),
+			Fields: map[string]string{"replay": "job-1", "a": "\"q\""}})
+		if err := s.Send(ctx, batchOf(t, 1, 7, 1)); err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := readLines(t, s)
+		if len(lines) != 1 || !strings.HasSuffix(lines[0], `"sls_tag_hostname":"web-1","a":"\"q\"","replay":"job-1"}}`) {
+			t.Errorf("got %q", lines)
+		}
+	})
 	t.Run("raw is the fields", func(t *testing.T) {
 		s := openFileSink(t, deliver.FileOptions{Path: filepath.Join(t.TempDir(), "out.jsonl"), Format: deliver.FileRaw})
 		if err := s.Send(ctx, batchOf(t, 1, 7, 2)); err != nil {

@@ -124,6 +124,7 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 			Name: s.Name, URL: h.URL,
 			Token: deliver.Secret(h.Token.Reveal()), TokenFile: h.TokenFile,
 			Host: h.Host, Source: h.Source, Sourcetype: h.Sourcetype, Index: h.Index,
+			Fields:          h.Fields,
 			MaxRequestBytes: int(h.MaxRequestBytes),
 			CAFile:          h.TLS.CAFile, CertFile: h.TLS.CertFile, KeyFile: h.TLS.KeyFile,
 			ServerName: h.TLS.ServerName, InsecureSkipVerify: h.TLS.InsecureSkipVerify,

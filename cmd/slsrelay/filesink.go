@@ -24,6 +24,8 @@ type FileConfig struct {
 	Source     string `yaml:"source"`
 	Sourcetype string `yaml:"sourcetype"`
 	Index      string `yaml:"index"`
+	// Fields are indexed fields added to every json event.
+	Fields map[string]string `yaml:"fields"`
 }
 
 func (f *FileConfig) validate(path string, e *ConfigError) {
@@ -49,7 +51,7 @@ func newFileSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 	f := s.File
 	return deliver.OpenFile(deliver.FileOptions{
 		Name: s.Name, Path: f.Path, Format: f.Format, MaxBytes: int64(f.MaxBytes), Gzip: f.Gzip,
-		Host: f.Host, Source: f.Source, Sourcetype: f.Sourcetype, Index: f.Index,
+		Host: f.Host, Source: f.Source, Sourcetype: f.Sourcetype, Index: f.Index, Fields: f.Fields,
 		Retry: retryPolicy(s), Logger: log,
 	})
 }
