@@ -42,14 +42,18 @@ type ReplayJob struct {
 // ReplayShard is one shard's progress in a replay job.
 type ReplayShard struct {
 	Shard int
-	// Cursor is the next cursor to pull: everything before it is durable
-	// in every spool. End is the shard's cursor at the range's end.
-	Cursor, End string
+	// Start is the shard's cursor at the range's start, End at its end.
+	// Cursor is the next cursor to pull: everything before it is durable in
+	// every spool.
+	Start, Cursor, End string
 	// Done is set once Cursor reached End.
 	Done bool
 	// Events and Bytes count what was spooled from the shard so far
 	// (serialized LogGroupList bytes).
 	Events, Bytes int64
+	// Skipped counts logs pulled but left out (their own time outside the
+	// range, with ReplayJob.LogTime).
+	Skipped int64
 	// Missing, when not zero, is the part of the range that had aged out of
 	// the logstore's retention on this shard: [MissingFrom, MissingTo).
 	MissingFrom, MissingTo time.Time

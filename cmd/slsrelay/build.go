@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,14 +44,8 @@ func spoolOptions(c *Config, log *slog.Logger) spool.Options {
 
 // ingestSources maps sources[] onto ingest.Source values.
 func ingestSources(c *Config) ([]ingest.Source, error) {
-	creds := &ingest.FileCredentials{
-		AccessKeyID:     c.SLS.AccessKeyID,
-		AccessKeySecret: c.SLS.AccessKeySecret.Reveal(),
-		SecretFile:      c.SLS.AccessKeySecretFile,
-		SecurityToken:   c.SLS.SecurityToken.Reveal(),
-		TokenFile:       c.SLS.SecurityTokenFile,
-	}
-	httpc := ingest.NewHTTPClient(ingest.HTTPOptions{ConnectTo: c.SLS.ConnectTo, Timeout: time.Duration(c.SLS.Timeout)})
+	creds := slsCredentials(c)
+	httpc := slsHTTPClient(c)
 	name, err := defaultConsumerName(c.DataDir)
 	if err != nil {
 		return nil, err
@@ -86,6 +81,35 @@ func ingestSources(c *Config) ([]ingest.Source, error) {
 		out = append(out, src)
 	}
 	return out, nil
+}
+
+func slsCredentials(c *Config) *ingest.FileCredentials {
+	return &ingest.FileCredentials{
+		AccessKeyID:     c.SLS.AccessKeyID,
+		AccessKeySecret: c.SLS.AccessKeySecret.Reveal(),
+		SecretFile:      c.SLS.AccessKeySecretFile,
+		SecurityToken:   c.SLS.SecurityToken.Reveal(),
+		TokenFile:       c.SLS.SecurityTokenFile,
+	}
+}
+
+func slsHTTPClient(c *Config) *http.Client {
+	return ingest.NewHTTPClient(ingest.HTTPOptions{ConnectTo: c.SLS.ConnectTo, Timeout: time.Duration(c.SLS.Timeout)})
+}
+
+// newSLSClient is an SLS API client for endpoint with the config's
+// credentials, connection settings and signature version (replay's; the
+// consumer workers build their own from ingest.Source).
+func newSLSClient(c *Config, endpoint string) sls.ClientInterface {
+	cl := sls.CreateNormalInterfaceV2(endpoint, slsCredentials(c))
+	cl.SetHTTPClient(slsHTTPClient(c))
+	if c.SLS.AuthVersion == "v4" {
+		cl.SetAuthVersion(sls.AuthV4)
+	}
+	if c.SLS.Region != "" {
+		cl.SetRegion(c.SLS.Region)
+	}
+	return cl
 }
 
 // defaultConsumerName is "<hostname>-<hash of the data directory>": stable
