@@ -37,6 +37,9 @@ type ReplayJob struct {
 	// Created is when the job was first stored (set by PutReplayJob when
 	// zero).
 	Created time.Time
+	// Completed is when every event of the range had been delivered or
+	// dead-lettered; zero while the job is unfinished.
+	Completed time.Time
 }
 
 // ReplayShard is one shard's progress in a replay job.

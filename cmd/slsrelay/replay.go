@@ -283,6 +283,10 @@ func replay(ctx context.Context, cfg *Config, a *replayArgs, stdout io.Writer, l
 	if serr != nil && runErr == nil {
 		runErr = serr
 	}
+	if runErr == nil && !sum.incomplete {
+		j.Completed = time.Now()
+		runErr = r.cps.PutReplayJob(j)
+	}
 	fmt.Fprintln(stdout, sum.String())
 	switch {
 	case runErr != nil:
@@ -306,25 +310,18 @@ func sinkNames(c *Config) string {
 
 // loadJob finds the job in its data directory (resuming) or stores it. A
 // job that had completed is started again: the same command asks for the
-// range once more.
+// range once more. (One killed after its last delivery but before it was
+// marked complete resumes, finds nothing left to do, and completes.)
 func loadJob(r *relay, a *replayArgs, id string, log *slog.Logger) (checkpoint.ReplayJob, bool, error) {
 	j, ok, err := r.cps.ReplayJob(id)
 	if err != nil {
 		return j, false, err
 	}
 	if ok {
-		shards, err := r.cps.ReplayShards(id)
-		if err != nil {
-			return j, false, err
-		}
-		done := len(shards) > 0
-		for _, p := range shards {
-			done = done && p.Done
-		}
-		if !done || !spoolsEmpty(r) {
+		if j.Completed.IsZero() {
 			return j, true, nil
 		}
-		log.Info("the job had completed; starting it again", slog.String("job", id))
+		log.Info("the job had completed; starting it again", slog.String("job", id), slog.Time("completed", j.Completed))
 		if err := r.cps.DeleteReplayJob(id); err != nil {
 			return j, false, err
 		}
