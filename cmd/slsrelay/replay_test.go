@@ -381,3 +381,47 @@ sinks:
 	}
 	return path, dataDir
 }
+
+// TestRelay_FileSink: run delivers a logstore into a file sink, each event
+// once, as lines of the HEC event object.
+func TestRelay_FileSink(t *testing.T) {
+	w := newWorld(t, 2, 0, 0, hectest.Options{})
+	ids := appendIDs(t, w.sls, slstest.NewGenerator(slstest.KindAudit, 11), 20, 50)
+	cfg := w.config()
+	dir := filepath.Join(w.dir, "export")
+	cfg.Sinks = []SinkConfig{{Name: "export", Type: "file", File: &FileConfig{Path: filepath.Join(dir, "audit.jsonl"), MaxBytes: 64 << 10}}}
+	r := startRelay(t, cfg, nil)
+	got := map[string]int{}
+	waitFor(t, 60*time.Second, "every event in the files", func() bool {
+		got = map[string]int{}
+		names, _ := filepath.Glob(filepath.Join(dir, "audit-*.jsonl"))
+		for _, name := range names {
+			b, _ := os.ReadFile(name)
+			for l := range strings.SplitSeq(string(b), "\n") {
+				if id := eventID([]byte(l)); id != "" {
+					got[id]++
+				}
+			}
+		}
+		return len(got) == len(ids)
+	})
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	sameIDs(t, got, ids)
+	names, _ := filepath.Glob(filepath.Join(dir, "audit-*.jsonl"))
+	if len(names) < 2 {
+		t.Errorf("%d files, want rotation at 64KiB", len(names))
+	}
+	b, _ := os.ReadFile(names[0])
+	var ev struct {
+		Time   float64           `json:"time"`
+		Source string            `json:"source"`
+		Event  map[string]string `json:"event"`
+		Fields map[string]string `json:"fields"`
+	}
+	if err := json.Unmarshal(bytes.SplitN(b, []byte("\n"), 2)[0], &ev); err != nil || ev.Time == 0 ||
+		ev.Source != "sls:"+testProject+":"+testLogstore || ev.Event["event_id"] == "" || ev.Fields["sls_logstore"] != testLogstore {
+		t.Errorf("first line %+v (%v)", ev, err)
+	}
+}
