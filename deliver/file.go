@@ -43,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,8 @@ type File struct {
 	create  func(name string) (fileIO, error)
 	syncDir func(dir string) error
 
+	lock *os.File // flock held while the sink is open
+
 	mu      sync.Mutex
 	f       fileIO // nil: the next Send starts file num+1
 	num     int    // number of the current (or last) file
@@ -156,10 +159,40 @@ func OpenFile(opts FileOptions) (*File, error) {
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file: create directory: %w", err)
 	}
+	if err := s.takeLock(); err != nil {
+		return nil, err
+	}
 	if err := s.openLast(); err != nil {
+		s.lock.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// takeLock stops two sinks (a relay and a replay on one config, say) from
+// writing the same files: each would cut the other's unsynced tail as torn.
+// The lock is a flock(2) on .<name>.lock beside the files, released by the
+// kernel however the process ends.
+func (s *File) takeLock() error {
+	name := filepath.Join(s.dir, "."+strings.TrimSuffix(s.stem, "-")+s.ext+".lock")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("file: open lock %s: %w", name, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := io.ReadAll(io.LimitReader(f, 16))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("file: the files of %s are being written by another process (pid %s); give this sink another path",
+				s.opts.Path, strings.TrimSpace(string(pid)))
+		}
+		return fmt.Errorf("file: lock %s: %w", name, err)
+	}
+	if err := f.Truncate(0); err == nil { // the pid is a hint for the error above
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	s.lock = f
+	return nil
 }
 
 func (o *FileOptions) setDefaults() error {
@@ -401,11 +434,14 @@ func (s *File) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.f == nil {
-		return nil
+	var err error
+	if s.f != nil {
+		err = s.f.Close()
+		s.f = nil
 	}
-	err := s.f.Close()
-	s.f = nil
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
 	return err
 }
 

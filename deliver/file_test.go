@@ -135,7 +135,17 @@ func TestFile_Formats(t *testing.T) {
 			if got := filepath.Base(s.FileName(1)); got != c.want {
 				t.Errorf("%s (gzip %v): got %s, want %s", c.path, c.gz, got, c.want)
 			}
+			s.Close()
 		}
+	})
+	t.Run("one writer per path", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "out.jsonl")
+		s := openFileSink(t, deliver.FileOptions{Path: path})
+		if _, err := deliver.OpenFile(deliver.FileOptions{Path: path}); err == nil || !strings.Contains(err.Error(), "are being written by another process (pid ") {
+			t.Fatalf("second sink on the same path: %v", err)
+		}
+		s.Close()
+		openFileSink(t, deliver.FileOptions{Path: path}) // free again
 	})
 	t.Run("bad options", func(t *testing.T) {
 		for _, c := range []struct {
