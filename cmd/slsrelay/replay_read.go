@@ -392,7 +392,7 @@ type progressLine struct {
 	ShardsDone int     `json:"shards_done"`
 	Events     int64   `json:"events"`
 	Bytes      int64   `json:"bytes"`
-	Delivered  uint64  `json:"delivered"`
+	Delivered  uint64  `json:"delivered_this_run"`
 	Percent    float64 `json:"percent"`
 	ETA        string  `json:"eta,omitempty"`
 }

@@ -425,3 +425,29 @@ func TestRelay_FileSink(t *testing.T) {
 		t.Errorf("first line %+v (%v)", ev, err)
 	}
 }
+
+func TestParseReplayTime(t *testing.T) {
+	now := time.Date(2026, 12, 7, 4, 30, 15, 700_000_000, time.UTC)
+	for _, c := range []struct {
+		in, want string
+	}{
+		{"now", "2026-12-07T04:30:15Z"},
+		{"-24h", "2026-12-06T04:30:15Z"},
+		{"-90m", "2026-12-07T03:00:15Z"},
+		{"+0s", "2026-12-07T04:30:15Z"},
+		{"2026-12-01T00:00:00Z", "2026-12-01T00:00:00Z"},
+		{"2026-12-01T08:00:00.9+08:00", "2026-12-01T00:00:00Z"},
+		{"yesterday", "error"},
+		{"-1d", "error"},
+		{"2026-12-01", "error"},
+	} {
+		got, err := parseReplayTime(c.in, now)
+		s := got.Format(time.RFC3339Nano)
+		if err != nil {
+			s = "error"
+		}
+		if s != c.want {
+			t.Errorf("parseReplayTime(%q) = %s (%v), want %s", c.in, s, err, c.want)
+		}
+	}
+}
