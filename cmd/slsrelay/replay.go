@@ -91,7 +91,7 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArg
 	fs.Float64Var(&a.rate, "rate", 0, "cap delivery at this many events per second per sink (default: the sink's rate_limit)")
 	fs.StringVar(&a.query, "query", "", "server-side SLS filter (SPL), e.g. \"* | where action = 'login'\"")
 	fs.BoolVar(&a.logTime, "log-time", false, "also keep only logs whose own __time__ is inside the range")
-	fs.BoolVar(&a.tag, "tag", false, "add the indexed field replay=<job> to every event (hec and file json sinks)")
+	fs.BoolVar(&a.tag, "tag", false, "mark every event with replay=<job>: a HEC (and file json) indexed field, an RFC 5424 SD parameter in [sls@PEN]")
 	fs.DurationVar(&a.progressEvery, "progress-interval", 5*time.Second, "how often progress is reported")
 	fs.BoolVar(&a.progressJSON, "progress-json", false, "report progress as JSON lines even on a terminal")
 	fs.IntVar(&a.parallel, "parallel", 4, "shards read at once (1..64)")
@@ -220,8 +220,9 @@ func replayConfig(cfg *Config, a *replayArgs, job string) (*Config, error) {
 	return &rc, nil
 }
 
-// tagSink adds replay=<job> to the indexed fields of a hec or file sink
-// (copies: the config's own maps are not touched).
+// tagSink adds replay=<job> to the indexed fields of a hec or file sink,
+// or to the structured data of a syslog sink (copies: the config's own
+// maps are not touched).
 func tagSink(sc *SinkConfig, job string) {
 	with := func(m map[string]string) map[string]string {
 		out := map[string]string{"replay": job}
@@ -241,6 +242,10 @@ func tagSink(sc *SinkConfig, job string) {
 		f := *sc.File
 		f.Fields = with(f.Fields)
 		sc.File = &f
+	case sc.Syslog != nil:
+		c := *sc.Syslog
+		c.SDParams = with(c.SDParams)
+		sc.Syslog = &c
 	}
 }
 
