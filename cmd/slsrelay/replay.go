@@ -284,7 +284,7 @@ func replay(ctx context.Context, cfg *Config, a *replayArgs, stdout io.Writer, l
 
 	rd := &replayRun{job: j, args: a, src: src, r: r, log: log, out: stdout}
 	runErr := rd.run(ctx)
-	sum, serr := rd.summary(time.Since(started))
+	sum, serr := rd.summary(time.Since(started), runErr != nil)
 	if serr != nil && runErr == nil {
 		runErr = serr
 	}

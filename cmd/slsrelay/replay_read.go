@@ -460,10 +460,10 @@ func (rr *replayRun) reportProgress(ctx context.Context) {
 }
 
 // summary adds up the job (every run of it) for the last line.
-func (rr *replayRun) summary(took time.Duration) (replaySummary, error) {
+func (rr *replayRun) summary(took time.Duration, failed bool) (replaySummary, error) {
 	s := replaySummary{took: took}
 	rr.mu.Lock()
-	complete := true
+	complete := !failed && rr.shards != nil
 	for _, st := range rr.shards {
 		p := st.p
 		if p.Start != p.End || !p.MissingFrom.IsZero() {

@@ -451,3 +451,34 @@ func TestParseReplayTime(t *testing.T) {
 		}
 	}
 }
+
+// TestReplay_DeadLetters: events the SIEM rejects for good are
+// dead-lettered in the job's spool and counted in the summary; the job
+// still completes (exit 0).
+func TestReplay_DeadLetters(t *testing.T) {
+	w := newWorld(t, 2, 0, 0, hectest.Options{})
+	w.hec.SetFault(hectest.Fault{RejectEvent: func(ev hectest.Event) (int, int, string, bool) {
+		return 400, 6, "", strings.HasSuffix(eventID(ev.Event), "7")
+	}})
+	from := nextSecond()
+	ids := appendIDs(t, w.sls, slstest.NewGenerator(slstest.KindAudit, 12), 10, 20)
+	to := nextSecond()
+	out, err := runReplayCmd(t, w.config(), "--source", testProject+"/"+testLogstore, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, id := range ids {
+		if strings.HasSuffix(id, "7") {
+			bad = append(bad, id)
+		}
+	}
+	want := fmt.Sprintf("replay: 2 shards, %d events, delivered %d, dead-lettered %d, missing none (aged out)", len(ids), len(ids)-len(bad), len(bad))
+	if !strings.HasPrefix(lastLine(out), want) {
+		t.Errorf("summary %q, want %q", lastLine(out), want)
+	}
+	n, _, _ := received(w.hec)
+	if n != len(ids)-len(bad) {
+		t.Errorf("received %d distinct events, want %d", n, len(ids)-len(bad))
+	}
+}
