@@ -335,6 +335,9 @@ func repairTail(name string, gz bool) (size, cut int64, err error) {
 		return 0, 0, err
 	}
 	if gz {
+		if lastGzipMemberClean(f, st.Size()) {
+			return st.Size(), 0, nil
+		}
 		size, err = lastGzipMemberEnd(f)
 	} else {
 		size, err = lastNewlineEnd(f, st.Size())
@@ -389,6 +392,50 @@ func lastGzipMemberEnd(f *os.File) (int64, error) {
 		}
 		good = cr.n
 	}
+}
+
+// gzipHeader is how every member this sink writes begins (gzip.Writer at
+// BestSpeed, no name or time).
+var gzipHeader = func() []byte {
+	var b bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+	_ = zw.Close()
+	return b.Bytes()[:10]
+}()
+
+// lastGzipMemberClean is the fast path of the gzip repair: the file ends
+// with a complete member, found by the last occurrence of the sink's
+// member header and decoded to exactly the end of the file. Then only
+// that member is read, not the whole file (up to MaxBytes); otherwise
+// (after a crash) lastGzipMemberEnd scans from the start.
+func lastGzipMemberClean(f *os.File, size int64) bool {
+	if size == 0 {
+		return true
+	}
+	const chunk = 1 << 20
+	buf := make([]byte, chunk+len(gzipHeader))
+	for end := size; end > 0; {
+		start := max(0, end-chunk)
+		n := min(int64(len(buf)), size-start)
+		b := buf[:n]
+		if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+			return false
+		}
+		if i := bytes.LastIndex(b, gzipHeader); i >= 0 {
+			cr := &countingReader{r: bufio.NewReader(io.NewSectionReader(f, start+int64(i), size-start-int64(i)))}
+			zr, err := gzip.NewReader(cr)
+			if err != nil {
+				return false
+			}
+			zr.Multistream(false)
+			if _, err := io.Copy(io.Discard, zr); err != nil {
+				return false
+			}
+			return start+int64(i)+cr.n == size
+		}
+		end = start
+	}
+	return false
 }
 
 type countingReader struct {
