@@ -482,3 +482,37 @@ func TestReplay_DeadLetters(t *testing.T) {
 		t.Errorf("received %d distinct events, want %d", n, len(ids)-len(bad))
 	}
 }
+
+// TestReplay_Query: --query filters on the SLS side.
+func TestReplay_Query(t *testing.T) {
+	w := newWorld(t, 2, 0, 0, hectest.Options{})
+	gen := slstest.NewGenerator(slstest.KindAudit, 13)
+	from := nextSecond()
+	var want []string
+	for range 10 {
+		lg := gen.LogGroup(20)
+		for _, l := range lg.Logs {
+			if logField(l, "eventType") == "ConsoleSignin" {
+				want = append(want, logField(l, "event_id"))
+			}
+		}
+		if err := w.sls.Append(testProject, testLogstore, -1, lg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to := nextSecond()
+	if len(want) == 0 || len(want) == 200 {
+		t.Fatalf("%d of 200 logs match: the filter would prove nothing", len(want))
+	}
+	cfg := w.config()
+	pattern := fileSinkConfig(w, cfg)
+	out, err := runReplayCmd(t, cfg, "--source", testProject+"/"+testLogstore, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
+		"--query", "* | where eventType = 'ConsoleSignin'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameIDs(t, fileIDs(t, pattern), want)
+	if !strings.HasPrefix(lastLine(out), fmt.Sprintf("replay: 2 shards, %d events, delivered %d,", len(want), len(want))) {
+		t.Errorf("summary %q", lastLine(out))
+	}
+}
