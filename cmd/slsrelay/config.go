@@ -124,21 +124,22 @@ type RetryConfig struct {
 
 // HECConfig configures a Splunk HTTP Event Collector sink.
 type HECConfig struct {
-	URL        string `yaml:"url"`
-	Token      Secret `yaml:"token"`
-	TokenFile  string `yaml:"token_file"`
-	Index      string `yaml:"index"`
-	Sourcetype string `yaml:"sourcetype"`
-	Source     string `yaml:"source"`
-	Host       string `yaml:"host"`
+	URL             string    `yaml:"url"`
+	Token           Secret    `yaml:"token"`
+	TokenFile       string    `yaml:"token_file"`
+	Index           string    `yaml:"index"`
+	Sourcetype      string    `yaml:"sourcetype"`
+	Source          string    `yaml:"source"`
+	Host            string    `yaml:"host"`
+	Gzip            *bool     `yaml:"gzip"`
+	MaxRequestBytes ByteSize  `yaml:"max_request_bytes"`
+	Timeout         Duration  `yaml:"timeout"`
+	Concurrency     int       `yaml:"concurrency"`
+	TLS             TLSConfig `yaml:"tls"`
+	Ack             AckConfig `yaml:"ack"`
+
 	// Fields are indexed fields added to every event.
-	Fields          map[string]string `yaml:"fields"`
-	Gzip            *bool             `yaml:"gzip"`
-	MaxRequestBytes ByteSize          `yaml:"max_request_bytes"`
-	Timeout         Duration          `yaml:"timeout"`
-	Concurrency     int               `yaml:"concurrency"`
-	TLS             TLSConfig         `yaml:"tls"`
-	Ack             AckConfig         `yaml:"ack"`
+	Fields map[string]string `yaml:"fields"`
 }
 
 // TLSConfig is the client side of a TLS connection.
