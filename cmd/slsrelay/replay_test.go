@@ -167,18 +167,23 @@ func TestReplay_BesideLiveRelay(t *testing.T) {
 	}
 }
 
-// TestReplay_SplitShard: a shard split inside the range; the read-only
-// parent and its children are all read.
+// TestReplay_SplitShard: a shard split, and its children merged again,
+// inside the range; the read-only parents and the children are all read.
 func TestReplay_SplitShard(t *testing.T) {
 	w := newWorld(t, 2, 0, 0, hectest.Options{})
 	gen := slstest.NewGenerator(slstest.KindAudit, 8)
 	appendIDs(t, w.sls, gen, 4, 20)
 	from := nextSecond()
 	inside := appendIDs(t, w.sls, gen, 6, 20)
-	if _, err := w.sls.SplitShard(testProject, testLogstore, 0, ""); err != nil {
+	children, err := w.sls.SplitShard(testProject, testLogstore, 0, "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	inside = append(inside, appendIDs(t, w.sls, gen, 9, 20)...)
+	if _, err := w.sls.MergeShards(testProject, testLogstore, children[0]); err != nil {
+		t.Fatal(err)
+	}
+	inside = append(inside, appendIDs(t, w.sls, gen, 6, 20)...)
 	to := nextSecond()
 	appendIDs(t, w.sls, gen, 6, 20)
 
@@ -189,7 +194,7 @@ func TestReplay_SplitShard(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameIDs(t, fileIDs(t, pattern), inside)
-	if !strings.HasPrefix(lastLine(out), "replay: 4 shards, 300 events, delivered 300,") {
+	if !strings.HasPrefix(lastLine(out), "replay: 5 shards, 420 events, delivered 420,") {
 		t.Errorf("summary %q", lastLine(out))
 	}
 }
