@@ -1,6 +1,9 @@
 package deliver
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unicode/utf8"
+)
 
 // Counters are what a sink changed or refused to take at face value,
 // beyond delivering: each is a count since the sink was built, exported as
@@ -37,4 +40,48 @@ func (c *counters) snapshot() Counters {
 		InvalidUTF8:          c.invalidUTF8.Load(),
 		UnlistedStatus:       c.unlisted.Load(),
 	}
+}
+
+// firstSend reports whether a Send of the record seq is its first one by
+// this sink (the loop sends a record again, or its remainder, after a
+// failure): counts of what formatting changed are taken once per record.
+// last holds seq+1 of the record seen last (0: none).
+func firstSend(last *atomic.Uint64, seq uint64) bool {
+	return last.Swap(seq+1) != seq+1
+}
+
+// invalidUTF8Events counts the events with invalid UTF-8 in a field's key
+// or value or in their metadata: the sinks' formats replace it by U+FFFD.
+func invalidUTF8Events(evs []Event) uint64 {
+	var n uint64
+	var meta *Meta
+	metaBad := false
+	for i := range evs {
+		e := &evs[i]
+		if e.Meta != meta {
+			meta, metaBad = e.Meta, e.Meta != nil && !validMeta(e.Meta)
+		}
+		bad := metaBad
+		for j := 0; !bad && j < len(e.Fields); j++ {
+			bad = !utf8.ValidString(e.Fields[j].Key) || !utf8.ValidString(e.Fields[j].Value)
+		}
+		if bad {
+			n++
+		}
+	}
+	return n
+}
+
+func validMeta(m *Meta) bool {
+	for _, s := range []string{m.Project, m.Logstore, m.Topic, m.Source} {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	for _, t := range m.Tags {
+		if !utf8.ValidString(t.Key) || !utf8.ValidString(t.Value) {
+			return false
+		}
+	}
+	return true
 }

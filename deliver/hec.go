@@ -110,6 +110,7 @@ type HEC struct {
 	retryLog logEvery
 	closed   atomic.Bool
 	counts   counters
+	lastSeq  atomic.Uint64 // see firstSend
 	// unlistedLog rate-limits the log of answers HEC does not list.
 	unlistedLog logEvery
 }
@@ -313,6 +314,9 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	evs := b.Events
 	if len(evs) == 0 {
 		return nil
+	}
+	if firstSend(&h.lastSeq, b.Seq) {
+		h.counts.invalidUTF8.Add(invalidUTF8Events(evs))
 	}
 	var mc metaCache
 	if h.opts.Concurrency == 1 {
