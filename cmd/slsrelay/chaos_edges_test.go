@@ -61,7 +61,7 @@ func TestChaos_HECStickyLoadBalancer(t *testing.T) {
 	}
 	bound := crashBound(kills)
 	report(t, chaosRow{ID: 19, Name: "HEC acks behind a sticky load balancer",
-		Load: chaosLoad + "; indexer acknowledgement on; two receivers behind a load balancer that sticks by cookie and otherwise balances by URI (event and ack paths land on different receivers)",
+		Load:   chaosLoad + "; indexer acknowledgement on; two receivers behind a load balancer that sticks by cookie and otherwise balances by URI (event and ack paths land on different receivers)",
 		Faults: fmt.Sprintf("the load balancer itself; kill -9 × %d (each new process starts without the cookie); ack timeout %s", kills, ackTimeout),
 		Bound:  fmt.Sprintf("lost 0; no ack-timeout re-send (ack polls reach the receiver that took the request); dup ≤ %d (the kills)", bound),
 		T:      tl,
