@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 )
@@ -42,34 +43,70 @@ func (c *counters) snapshot() Counters {
 	}
 }
 
-// firstSend reports whether a Send of the record seq is its first one by
-// this sink (the loop sends a record again, or its remainder, after a
-// failure): counts of what formatting changed are taken once per record.
-// last holds seq+1 of the record seen last (0: none).
-func firstSend(last *atomic.Uint64, seq uint64) bool {
-	return last.Swap(seq+1) != seq+1
+// formatted tracks which events of the record being sent a sink has
+// formatted already, so that what formatting changed is counted once per
+// event: the loop sends a record again after a failure, or only the events
+// after a rejected one (a suffix of the record), and a send may stop
+// before formatting all of its events.
+type formatted struct {
+	mu    sync.Mutex
+	seq   uint64
+	total int // events of the record (its first send)
+	done  int // leading events of the record formatted so far
+	valid bool
 }
 
-// invalidUTF8Events counts the events with invalid UTF-8 in a field's key
-// or value or in their metadata: the sinks' formats replace it by U+FFFD.
-func invalidUTF8Events(evs []Event) uint64 {
-	var n uint64
-	var meta *Meta
-	metaBad := false
-	for i := range evs {
-		e := &evs[i]
-		if e.Meta != meta {
-			meta, metaBad = e.Meta, e.Meta != nil && !validMeta(e.Meta)
-		}
-		bad := metaBad
-		for j := 0; !bad && j < len(e.Fields); j++ {
-			bad = !utf8.ValidString(e.Fields[j].Key) || !utf8.ValidString(e.Fields[j].Value)
-		}
-		if bad {
-			n++
+// begin starts a send of n events of record seq (a suffix of it) and
+// returns the index in the batch from which events were never formatted.
+func (f *formatted) begin(seq uint64, n int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.valid || seq != f.seq || n > f.total {
+		f.seq, f.total, f.done, f.valid = seq, n, 0, true
+	}
+	return max(0, f.done-(f.total-n))
+}
+
+// upTo records that events [0,hi) of a batch of n events of record seq
+// have been formatted.
+func (f *formatted) upTo(seq uint64, n, hi int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.valid && seq == f.seq {
+		f.done = max(f.done, f.total-n+hi)
+	}
+}
+
+// replacements counts, across all sinks, the invalid UTF-8 sequences the
+// formats replaced by U+FFFD (the formatting functions are shared and
+// stateless). It costs nothing on the common path: only the rare
+// replacement branch writes it. A sink reads it before and after
+// formatting; when it moved, it checks the events it formatted (another
+// sink may have moved it, so the events decide).
+var replacements atomic.Uint64
+
+// countInvalidUTF8 adds to c the events of evs with invalid UTF-8, which
+// the format replaced by U+FFFD, when replacements moved from before.
+func countInvalidUTF8(c *counters, before uint64, evs []Event) {
+	if replacements.Load() == before {
+		return
+	}
+	for k := range evs {
+		if !validEvent(&evs[k]) {
+			c.invalidUTF8.Add(1)
 		}
 	}
-	return n
+}
+
+// validEvent reports whether every string of e (field keys and values,
+// metadata) is valid UTF-8.
+func validEvent(e *Event) bool {
+	for _, f := range e.Fields {
+		if !utf8.ValidString(f.Key) || !utf8.ValidString(f.Value) {
+			return false
+		}
+	}
+	return e.Meta == nil || validMeta(e.Meta)
 }
 
 func validMeta(m *Meta) bool {

@@ -110,7 +110,7 @@ type HEC struct {
 	retryLog logEvery
 	closed   atomic.Bool
 	counts   counters
-	lastSeq  atomic.Uint64 // see firstSend
+	fmtd     formatted
 	// unlistedLog rate-limits the log of answers HEC does not list.
 	unlistedLog logEvery
 }
@@ -315,13 +315,20 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	if firstSend(&h.lastSeq, b.Seq) {
-		h.counts.invalidUTF8.Add(invalidUTF8Events(evs))
+	fresh := h.fmtd.begin(b.Seq, len(evs))
+	encode := func(i int, mc *metaCache) *hecChunk {
+		before := replacements.Load()
+		c := h.encodeChunk(evs, i, mc)
+		if from := max(fresh, c.first); from < c.end() {
+			countInvalidUTF8(&h.counts, before, evs[from:c.end()])
+		}
+		h.fmtd.upTo(b.Seq, len(evs), c.end())
+		return c
 	}
 	var mc metaCache
 	if h.opts.Concurrency == 1 {
 		for i := 0; i < len(evs); {
-			c := h.encodeChunk(evs, i, &mc)
+			c := encode(i, &mc)
 			err := h.sendRange(ctx, c, c.first, c.end(), nil)
 			i = c.end()
 			h.putChunk(c)
@@ -345,7 +352,7 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	)
 	// The next request is formatted while the previous ones are in flight,
 	// before waiting for a slot: at most Concurrency+1 bodies at once.
-	c := h.encodeChunk(evs, 0, &mc)
+	c := encode(0, &mc)
 	if c.end() == len(evs) { // a single request: no goroutine
 		err := h.sendRange(ctx, c, c.first, c.end(), nil)
 		h.putChunk(c)
@@ -375,7 +382,7 @@ launch:
 			}
 		}(c)
 		if next := c.end(); next < len(evs) {
-			c = h.encodeChunk(evs, next, &mc)
+			c = encode(next, &mc)
 		} else {
 			c = nil
 		}

@@ -141,7 +141,7 @@ type Syslog struct {
 	closed   atomic.Bool
 	avgBytes atomic.Int64
 	counts   counters
-	lastSeq  atomic.Uint64 // see firstSend
+	fmtd     formatted
 	truncLog logEvery
 }
 
@@ -450,12 +450,14 @@ func (s *Syslog) Send(ctx context.Context, b *Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
-	first := firstSend(&s.lastSeq, b.Seq)
-	if first {
-		s.counts.invalidUTF8.Add(invalidUTF8Events(b.Events))
+	fresh := s.fmtd.begin(b.Seq, len(b.Events))
+	before := replacements.Load()
+	enc, bad, cut := s.encode(b.Events, fresh)
+	if n := len(enc.offs) - 1; fresh < n {
+		countInvalidUTF8(&s.counts, before, b.Events[fresh:n])
 	}
-	enc, bad, cut := s.encode(b.Events)
-	if cut.n > 0 && first {
+	s.fmtd.upTo(b.Seq, len(b.Events), len(enc.offs)-1)
+	if cut.n > 0 {
 		s.counts.truncated.Add(uint64(cut.n))
 		if ok, n := s.truncLog.allow(); ok {
 			s.log.Warn("syslog messages over max_message_bytes truncated (marked in the message; oversize: dead-letter keeps them whole instead)",
@@ -486,14 +488,16 @@ type encoded struct {
 
 func (e *encoded) body(i, j int) []byte { return e.buf[e.offs[i]:e.offs[j]] }
 
-// truncations says what encode cut: how many messages, the largest
-// original size.
+// truncations says what encode cut from fresh on: how many messages, the
+// largest original size.
 type truncations struct{ n, largest int }
 
 // encode formats evs into one buffer; with Oversize dead-letter it stops at
 // the first message over MaxMessageBytes and returns its index (else -1);
-// otherwise such a message is cut and marked (see truncate).
-func (s *Syslog) encode(evs []Event) (*encoded, int, truncations) {
+// otherwise such a message is cut and marked (see truncate), and counted
+// in the result when its index is fresh or later (formatted for the first
+// time: see formatted).
+func (s *Syslog) encode(evs []Event, fresh int) (*encoded, int, truncations) {
 	per := max(256, s.avgBytes.Load())
 	enc := &encoded{buf: make([]byte, 0, (per+per/8)*int64(len(evs))), offs: make([]int, 0, len(evs)+1)}
 	var scratch [512]byte
@@ -510,8 +514,10 @@ func (s *Syslog) encode(evs []Event) (*encoded, int, truncations) {
 				break
 			}
 			enc.buf = s.format.truncate(enc.buf, start, parts, s.opts.MaxMessageBytes)
-			cut.n++
-			cut.largest = max(cut.largest, n)
+			if k >= fresh {
+				cut.n++
+				cut.largest = max(cut.largest, n)
+			}
 		}
 		enc.offs = append(enc.offs, start)
 	}

@@ -369,6 +369,7 @@ func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) 
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			replacements.Add(1)
 			dst = append(dst, "\uFFFD"...)
 		} else {
 			dst = append(dst, s[i:i+size]...)

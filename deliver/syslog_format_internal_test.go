@@ -53,7 +53,7 @@ func TestSyslogFormat_Golden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, bad, _ := s.encode(syslogEvents())
+			enc, bad, _ := s.encode(syslogEvents(), 0)
 			if bad != -1 {
 				t.Fatalf("bad = %d", bad)
 			}
@@ -98,7 +98,7 @@ func TestSyslog_Oversize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, bad, _ := s.encode(evs)
+		enc, bad, _ := s.encode(evs, 0)
 		msg := enc.body(1, 2)
 		if bad != -1 || len(msg) > DefaultSyslogUDPMaxBytes || !strings.HasSuffix(string(msg), SyslogTruncationMarker) || !utf8.Valid(msg) {
 			t.Errorf("bad %d, message of %d bytes: ...%q", bad, len(msg), msg[len(msg)-40:])
@@ -123,7 +123,7 @@ func TestSyslog_Oversize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, _, cut := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: tc.meta, Fields: []Field{{"big", long}}}})
+			enc, _, cut := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: tc.meta, Fields: []Field{{"big", long}}}}, 0)
 			msg := string(enc.body(0, 1))
 			if cut.n != 1 || len(msg) > tc.max || !strings.HasSuffix(msg, SyslogTruncationMarker) || !utf8.ValidString(msg) {
 				t.Errorf("%s: cut %+v, %d bytes: %q", tc.name, cut, len(msg), msg)
@@ -144,7 +144,7 @@ func TestSyslog_Oversize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, bad, _ := s.encode(evs)
+		enc, bad, _ := s.encode(evs, 0)
 		if bad != 1 || len(enc.offs) != 2 {
 			t.Errorf("bad %d, %d messages; want 1, 1", bad, len(enc.offs)-1)
 		}
@@ -190,7 +190,7 @@ func TestSyslogFormat_Escapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &Meta{Project: "proj", Logstore: "audit-log", Tags: []Field{{"__tag__:k", v}}}
-		enc, bad, _ := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{key, v}, {"z", "1"}}}})
+		enc, bad, _ := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{key, v}, {"z", "1"}}}}, 0)
 		if bad != -1 {
 			t.Fatalf("bad = %d", bad)
 		}
