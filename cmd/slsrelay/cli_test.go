@@ -35,6 +35,8 @@ func TestCLI_Conventions(t *testing.T) {
 		{[]string{"spool", "dump", "--help"}, "usage: slsrelay spool"},
 		{[]string{"emulate", "--help"}, "usage: slsrelay emulate"},
 		{[]string{"demo", "--help"}, "usage: slsrelay demo"},
+		{[]string{"replay", "--help"}, "usage: slsrelay replay"},
+		{[]string{"help", "replay"}, "usage: slsrelay replay"},
 	} {
 		code, out, errs := run(tc.args...)
 		if code != 0 || strings.Count(out, tc.once) != 1 || errs != "" {
@@ -47,7 +49,7 @@ func TestCLI_Conventions(t *testing.T) {
 			t.Errorf("%v: exit %d %q; want one line with version, commit and build date", args, code, out)
 		}
 	}
-	for _, args := range [][]string{{"frobnicate"}, {"--frobnicate"}, {"run", "--frobnicate"}, {"validate"},
+	for _, args := range [][]string{{"frobnicate"}, {"--frobnicate"}, {"run", "--frobnicate"}, {"validate"}, {"replay", "--config", "x"},
 		{"status", "--addr", "x", "-o", "xml"}, {"run", "--log-level"}} {
 		code, out, errs := run(args...)
 		if code != 2 || out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "slsrelay") {

@@ -33,6 +33,7 @@ func commands() []command {
 		{"run", "run the relay from a config file", runRun},
 		{"validate", "check a config file and print ok or every problem", runValidate},
 		{"status", "ask a running relay how it is doing (exit 0 delivering, 1 degraded, 2 stalled)", runStatus},
+		{"replay", "re-send a time range of a logstore from SLS to the sinks, resumable", runReplay},
 		{"spool", "inspect spools, dump dead letters, requeue them (stat|dump|requeue)", runSpool},
 		{"emulate", "serve a local SLS emulator (for tests and experiments)", runEmulate},
 		{"demo", "run the relay end to end on an embedded emulator and HEC receiver", runDemo},
@@ -221,7 +222,7 @@ func printCommandHelp(ctx context.Context, c command, w io.Writer) {
 // runCommand runs c and maps its error to an exit status.
 func runCommand(ctx context.Context, c command, args []string, stdout, stderr io.Writer) int {
 	err := c.run(ctx, args, stdout, stderr)
-	var ee *exitError
+	var ee *statusExit
 	switch {
 	case err == nil:
 		return 0
@@ -236,6 +237,10 @@ func runCommand(ctx context.Context, c command, args []string, stdout, stderr io
 		return ee.code
 	default:
 		fmt.Fprintf(stderr, "slsrelay %s: %v\n", c.name, err)
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			return ec.ExitCode()
+		}
 		return 1
 	}
 }

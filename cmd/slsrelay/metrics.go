@@ -39,6 +39,10 @@ var (
 	mDelivered    = prometheus.NewDesc("slsrelay_delivered_events_total", "Events the SIEM confirmed.", []string{"sink"}, nil)
 	mDeadLettered = prometheus.NewDesc("slsrelay_dead_lettered_events_total", "Events sent to the dead-letter queue, by reason.", []string{"sink", "reason"}, nil)
 	mRetries      = prometheus.NewDesc("slsrelay_delivery_retries_total", "Sends made again after a failure: the loop's re-sends of a record plus the sink's retried attempts (HEC HTTP requests, syslog reconnects and re-sends).", []string{"sink"}, nil)
+	mTruncated    = prometheus.NewDesc("slsrelay_sink_truncated_events_total", "Events cut to max_message_bytes (each marked in the message).", []string{"sink"}, nil)
+	mOversizeDL   = prometheus.NewDesc("slsrelay_sink_oversize_dead_lettered_events_total", "Events over max_message_bytes dead-lettered whole (oversize: dead-letter).", []string{"sink"}, nil)
+	mInvalidUTF8  = prometheus.NewDesc("slsrelay_sink_invalid_utf8_events_total", "Events whose invalid UTF-8 was replaced by U+FFFD.", []string{"sink"}, nil)
+	mUnlisted     = prometheus.NewDesc("slsrelay_sink_unlisted_status_total", "SIEM answers with a 4xx HEC does not list (407, 411, 414, 415…), each pausing the sink.", []string{"sink"}, nil)
 	mPaused       = prometheus.NewDesc("slsrelay_sink_paused", "1 while the sink is paused on a configuration error (401/403, bad index).", []string{"sink"}, nil)
 
 	mBuildInfo    = prometheus.NewDesc("slsrelay_build_info", "Always 1; the labels tell the build.", []string{"version", "revision", "goversion"}, nil)
@@ -65,7 +69,7 @@ func (c relayCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.Descri
 // allDescs lists every metric the collector may export.
 var allDescs = []*prometheus.Desc{mIngestPulls, mIngestLogs, mIngestBytes, mIngestGaps, mIngestCommit, mGapSeconds,
 	mSpoolRecords, mSpoolBytes, mSpoolBudget, mSpoolOldest, mSpoolDead, mSpoolCorrupt, mSpoolSyncErr, mDelivered,
-	mDeadLettered, mRetries, mPaused, mBuildInfo, mReady, mState, mSinkState, mSinkSuccess, mDeliveryErrs,
+	mDeadLettered, mRetries, mTruncated, mOversizeDL, mInvalidUTF8, mUnlisted, mPaused, mBuildInfo, mReady, mState, mSinkState, mSinkSuccess, mDeliveryErrs,
 	mSpoolUsed, mSpoolEvents, mIngestLag, mIngestBehind, mIngestErrors, mIngestPull, mIngestHeld, mIngestShards}
 
 // describeAll sends every Desc of allDescs.
@@ -172,6 +176,13 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(mRetries, float64(l.Retries+l.TransportRetries), name)
 		gauge(mPaused, b2f(l.Paused), name)
+		if cr, ok := r.sinks[i].(deliver.CounterReporter); ok {
+			c := cr.Counters()
+			counter(mTruncated, float64(c.Truncated), name)
+			counter(mOversizeDL, float64(c.OversizeDeadLettered), name)
+			counter(mInvalidUTF8, float64(c.InvalidUTF8), name)
+			counter(mUnlisted, float64(c.UnlistedStatus), name)
+		}
 	}
 }
 

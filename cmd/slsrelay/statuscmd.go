@@ -12,14 +12,14 @@ import (
 	"time"
 )
 
-// exitError ends a command with an exit status of its own, after the
-// command printed what it had to say.
-type exitError struct {
+// statusExit ends the status command with an exit status of its own,
+// after it printed what it had to say (msg, when set, goes to stderr).
+type statusExit struct {
 	code int
 	msg  string // printed to stderr when not empty
 }
 
-func (e *exitError) Error() string { return e.msg }
+func (e *statusExit) Error() string { return e.msg }
 
 // Exit statuses of `slsrelay status`.
 const (
@@ -56,16 +56,16 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *path != "" {
 		cfg, err := LoadConfigForInspection(*path)
 		if err != nil {
-			return &exitError{statusExitUnknown, err.Error()}
+			return &statusExit{statusExitUnknown, err.Error()}
 		}
 		if cfg.Metrics.Listen == "" {
-			return &exitError{statusExitUnknown, *path + ": metrics.listen is not set, so the relay serves no status; set it or use --addr"}
+			return &statusExit{statusExitUnknown, *path + ": metrics.listen is not set, so the relay serves no status; set it or use --addr"}
 		}
 		*addr = cfg.Metrics.Listen
 	}
 	st, raw, err := fetchStatus(ctx, *addr, *timeout)
 	if err != nil {
-		return &exitError{statusExitUnknown, err.Error()}
+		return &statusExit{statusExitUnknown, err.Error()}
 	}
 	if *output == "json" {
 		stdout.Write(raw)
@@ -76,11 +76,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case StateDelivering:
 		return nil
 	case StateDegraded:
-		return &exitError{code: statusExitDegraded}
+		return &statusExit{code: statusExitDegraded}
 	case StateStalled:
-		return &exitError{code: statusExitStalled}
+		return &statusExit{code: statusExitStalled}
 	}
-	return &exitError{statusExitUnknown, fmt.Sprintf("unknown state %q", st.State)}
+	return &statusExit{statusExitUnknown, fmt.Sprintf("unknown state %q", st.State)}
 }
 
 func fetchStatus(ctx context.Context, addr string, timeout time.Duration) (*Status, []byte, error) {
