@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -102,15 +101,7 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 	if err != nil {
 		return lay, err
 	}
-	// diskqueue is closed: its metadata temporaries left by a crash can go.
-	if ents, err := os.ReadDir(s.dir); err == nil {
-		meta := filepath.Base(metaPath(s.dir)) + "."
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), meta) && strings.HasSuffix(e.Name(), ".tmp") {
-				os.Remove(filepath.Join(s.dir, e.Name()))
-			}
-		}
-	}
+	removeTemporaries(s.dir)
 	for _, n := range bads {
 		bad := segPath(s.dir, n) + badSuffix
 		if slices.Contains(segs, n) { // already salvaged

@@ -43,25 +43,16 @@ func parseSegName(name string) (n int64, bad, ok bool) {
 }
 
 // listSegments returns the numbers of the segment files and of the .bad
-// files in dir, sorted, and removes leftover temporary files.
+// files in dir, sorted. It writes nothing: it runs beside an open spool
+// (Sync) and in inspection tools (Inspect), where a temporary file belongs
+// to whoever is writing it; recovery removes leftovers (removeTemporaries).
 func listSegments(dir string) (segs, bads []int64, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list segments: %w", err)
 	}
 	for _, e := range ents {
-		name := e.Name()
-		// A salvage's temporary file (segment name + ".tmp"), left by a
-		// crash. Not diskqueue's metadata temporaries ("meta.dat.<n>.tmp"):
-		// this runs while diskqueue is open too (Sync), and removing one
-		// of those makes diskqueue's metadata rename, hence its sync, fail.
-		if tmp, ok := strings.CutSuffix(name, ".tmp"); ok {
-			if _, bad, ok := parseSegName(tmp); ok && !bad {
-				os.Remove(filepath.Join(dir, name))
-			}
-			continue
-		}
-		n, bad, ok := parseSegName(name)
+		n, bad, ok := parseSegName(e.Name())
 		switch {
 		case !ok:
 		case bad:
@@ -253,4 +244,26 @@ func scanSegment(path string, from int64, verify bool, acked uint64, maxRecord i
 		sc.end = off
 	}
 	return sc, nil
+}
+
+// removeTemporaries removes the temporary files a crash may have left:
+// diskqueue's metadata temporaries and a salvage's (segment name + ".tmp").
+// Only while the spool holds the directory lock and diskqueue is closed
+// (recovery): anywhere else a temporary belongs to a writer at work.
+func removeTemporaries(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	meta := filepath.Base(metaPath(dir)) + "."
+	for _, e := range ents {
+		name := e.Name()
+		tmp, ok := strings.CutSuffix(name, ".tmp")
+		if !ok {
+			continue
+		}
+		if _, bad, ok := parseSegName(tmp); (ok && !bad) || strings.HasPrefix(name, meta) {
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
 }
