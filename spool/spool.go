@@ -452,6 +452,14 @@ func (s *Spool) Peek(ctx context.Context) (*Record, error) {
 			}
 			r, err := decodeRecord(b)
 			if err != nil {
+				if h, verr := verifyRecord(b); verr == nil {
+					// Intact bytes (CRC valid) that will not decode:
+					// salvage would keep them, so repair cannot help.
+					if err := s.quarantineHead(h, b, err); err != nil {
+						return nil, err
+					}
+					continue
+				}
 				if err := s.repair(ctx, err); err != nil {
 					return nil, err
 				}
@@ -501,15 +509,39 @@ func (s *Spool) Ack(seq uint64) error {
 		}
 		return fmt.Errorf("ack seq %d (head %d): %w", seq, want, ErrNotHead)
 	}
+	if err := s.remove(seq, s.headLen); err != nil {
+		return err
+	}
+	s.acked.Add(1)
+	s.head = nil
+	return nil
+}
+
+// quarantineHead moves the frame diskqueue offers, b (record seq h.seq,
+// CRC valid), which does not decode, to the dead-letter queue with the
+// reason, and removes it from the spool. The acknowledged Seq is persisted
+// before it leaves diskqueue, so after a restart it is skipped, not met
+// again.
+func (s *Spool) quarantineHead(h recordHeader, b []byte, cause error) error {
+	reason := fmt.Sprintf("record seq %d does not decode although its CRC is valid: %v", h.seq, cause)
+	if err := s.quarantine("", -1, b, reason); err != nil {
+		return err
+	}
+	return s.remove(h.seq, len(b))
+}
+
+// remove persists seq as acknowledged and takes its frame, of n bytes,
+// out of diskqueue.
+func (s *Spool) remove(seq uint64, n int) error {
 	if err := s.state.setAcked(seq); err != nil {
 		return fmt.Errorf("ack seq %d: %w", seq, err)
 	}
-	if err := s.consume(s.headLen); err != nil {
+	if err := s.consume(n); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.depth--
-	s.bytes -= int64(4 + s.headLen)
+	s.bytes -= int64(4 + n)
 	if s.depth == 0 {
 		s.hasOldest = false
 	}
@@ -519,8 +551,6 @@ func (s *Spool) Ack(seq uint64) error {
 	if p := s.peer; p != nil { // the other lane's Put may wait on the shared budget
 		p.wakeSpace()
 	}
-	s.acked.Add(1)
-	s.head = nil
 	return nil
 }
 
