@@ -544,7 +544,7 @@ func TestSpool_RepairDoesNotLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	binary.BigEndian.PutUint32(f.buf[60:], 101) // payload length disagrees; the CRC is computed after
+	binary.BigEndian.PutUint32(f.buf[60:], 101)         // payload length disagrees; the CRC is computed after
 	if err := s.Put(ictx(t), irec(1, 10)); err != nil { // accounted for; its frame is replaced below
 		t.Fatal(err)
 	}
