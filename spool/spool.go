@@ -62,6 +62,8 @@ type Spool struct {
 	spaceCh   chan struct{} // closed and replaced when budget frees
 
 	puts, acked, corrupt atomic.Int64
+	dlRefused            atomic.Int64
+	dlFull               atomic.Bool // the last DeadLetter was refused (log once per episode)
 
 	// delivery side (Peek/Ack goroutine)
 	head    *Record
@@ -103,10 +105,21 @@ type Stats struct {
 	Bytes       int64         // their bytes on disk, framing included
 	OldestAge   time.Duration // age (from ReceivedAt) of the oldest unacknowledged record; 0 if empty or unknown
 	DeadLetters int64         // entries in the dead-letter queue
-	Corrupt     int64         // corruption events since Open (each one dead-lettered)
-	Put         int64         // records Put since Open
-	Acked       int64         // records acknowledged since Open
-	SyncError   error         // the sticky fsync error, if any
+	// DeadLetterBytes is the size of the dead-letter file, counted against
+	// Options.DeadLetterMaxBytes.
+	DeadLetterBytes int64
+	// DeadLetterDamaged counts the damaged regions of the dead-letter file
+	// found at Open: kept in place, skipped by readers, each costing only
+	// the entries it overlaps.
+	DeadLetterDamaged int64
+	// DeadLetterRefused counts the DeadLetter calls refused since Open
+	// because the dead-letter queue was full (ErrDeadLetterFull): the
+	// record stayed in the spool, undelivered.
+	DeadLetterRefused int64
+	Corrupt           int64 // corruption events since Open (each one dead-lettered)
+	Put               int64 // records Put since Open
+	Acked             int64 // records acknowledged since Open
+	SyncError         error // the sticky fsync error, if any
 }
 
 // hooks are the fault seams for white-box tests.
@@ -176,7 +189,7 @@ func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 			return nil, err
 		}
 	}
-	if s.dlq, err = openDeadLetters(dir, h.syncFile); err != nil {
+	if s.dlq, err = openDeadLetters(dir, h.syncFile, s.log); err != nil {
 		return nil, err
 	}
 	if err = s.reload(nil); err != nil {
@@ -573,6 +586,13 @@ func (s *Spool) usedBytes() int64 {
 // before returning. It does not acknowledge anything: Ack the peeked
 // record separately. r may be a peeked record or a new one holding only the
 // rejected events. Safe for concurrent use.
+//
+// When the entry would take the dead-letter file past
+// Options.DeadLetterMaxBytes (of both lanes together, see Lanes), or the
+// filesystem below Options.DeadLetterMinFreeBytes, DeadLetter stores
+// nothing and returns an error wrapping ErrDeadLetterFull, counted in
+// Stats.DeadLetterRefused and logged once per episode: the caller keeps
+// the record in the spool (does not Ack it) and retries later.
 func (s *Spool) DeadLetter(r *Record, reason string) error {
 	if s.isClosed() {
 		return ErrClosed
@@ -581,7 +601,44 @@ func (s *Spool) DeadLetter(r *Record, reason string) error {
 	if err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
-	return s.dlq.add(dlKindRecord, time.Now(), "", -1, int64(len(f.buf)), reason, f.seal(r.Seq))
+	b := encodeDeadLetter(dlKindRecord, time.Now(), "", -1, int64(len(f.buf)), reason, f.seal(r.Seq))
+	if err := s.deadLetterRoom(int64(len(b))); err != nil {
+		s.dlRefused.Add(1)
+		if !s.dlFull.Swap(true) {
+			s.log.Error("dead-letter queue full: the rejected record stays in the spool, undelivered, and its sink waits",
+				logKeySeq, r.Seq, logKeyErr, err)
+		}
+		return err
+	}
+	if err := s.dlq.append(b); err != nil {
+		return err
+	}
+	if s.dlFull.Swap(false) {
+		s.log.Info("dead-letter queue has room again")
+	}
+	return nil
+}
+
+// deadLetterRoom checks the dead-letter budget and floor for an entry of
+// n bytes.
+func (s *Spool) deadLetterRoom(n int64) error {
+	used := s.dlq.bytes()
+	if p := s.peer; p != nil {
+		used += p.dlq.bytes()
+	}
+	if used+n > s.opts.DeadLetterMaxBytes {
+		return fmt.Errorf("dead letter: the queue holds %d bytes, an entry of %d would pass its budget of %d (DeadLetterMaxBytes): %w",
+			used, n, s.opts.DeadLetterMaxBytes, ErrDeadLetterFull)
+	}
+	free, err := s.h.statfs(s.dir)
+	if err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	if free-n < s.opts.DeadLetterMinFreeBytes {
+		return fmt.Errorf("dead letter: %d bytes free on the filesystem, an entry of %d would go below the floor of %d (DeadLetterMinFreeBytes): %w",
+			free, n, s.opts.DeadLetterMinFreeBytes, ErrDeadLetterFull)
+	}
+	return nil
 }
 
 // DeadLetters iterates over the dead-letter queue, oldest first. It reads
@@ -599,8 +656,9 @@ func (s *Spool) Stats() Stats {
 	}
 	s.mu.Unlock()
 	s.dlq.mu.Lock()
-	st.DeadLetters = s.dlq.count
+	st.DeadLetters, st.DeadLetterBytes, st.DeadLetterDamaged = s.dlq.count, s.dlq.size, s.dlq.damaged
 	s.dlq.mu.Unlock()
+	st.DeadLetterRefused = s.dlRefused.Load()
 	st.Corrupt = s.corrupt.Load()
 	st.Put = s.puts.Load()
 	st.Acked = s.acked.Load()
