@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"os"
@@ -208,111 +207,6 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock spool %s (another process uses it?): %w", dir, err)
 	}
 	return f, nil
-}
-
-func (s *Spool) newDQ() diskqueue.Interface {
-	l := newDQLogger(s.log, s.onDQEvent)
-	return diskqueue.New(dqName, s.dir, s.opts.SegmentBytes, fixedHeaderBytes, s.opts.MaxRecordBytes,
-		1<<62, 2*time.Second, l.logf)
-}
-
-// onDQEvent runs in diskqueue's ioLoop goroutine, synchronously, so the
-// files are as diskqueue left them just before the logged action. It
-// returns true for an expected, harmless event.
-func (s *Spool) onDQEvent(ev dqEvent) bool {
-	switch ev.kind {
-	case evSyncError:
-		s.setSyncErr(fmt.Errorf("diskqueue: %s: %w", ev.err, ErrSyncFailed))
-	case evDiverged:
-		s.diverged.Store(true)
-	case evJump:
-		s.evMu.Lock()
-		clean := s.cleanJump
-		s.cleanJump = false
-		s.evMu.Unlock()
-		if clean {
-			return true
-		}
-		s.diverged.Store(true)
-	case evReadError:
-		if end, ok := s.segmentEnd(ev); ok {
-			s.evMu.Lock()
-			s.ended = append(s.ended, end)
-			s.cleanJump = true
-			s.evMu.Unlock()
-			return true
-		}
-		s.diverged.Store(true)
-		s.evMu.Lock()
-		s.events = append(s.events, ev)
-		s.evMu.Unlock()
-		select {
-		case s.evCh <- struct{}{}:
-		default:
-		}
-	}
-	return false
-}
-
-// segEnd is a complete segment that diskqueue read to its end.
-type segEnd struct{ n, size int64 }
-
-// segmentEnd recognises the read "error" of go-diskqueue (pinned version)
-// when its reader is caught up at the end of the segment being written and
-// the writer rolls to the next segment: writeOne then leaves readFileNum <
-// writeFileNum with readPos at the end of the old file, and the next
-// readOne meets io.EOF there. diskqueue's handleReadError then renames the
-// old segment .bad and moves the reader to the start of the next one, which
-// is exactly right: every frame of the old segment has been read (and,
-// since the spool consumes only on Ack, acknowledged). It is the same for
-// an empty complete segment. The test: io.EOF (a clean end, not
-// io.ErrUnexpectedEOF) exactly at the file's size, in a segment that has a
-// successor (so the writer has left it; diskqueue creates the next segment
-// before reading again).
-func (s *Spool) segmentEnd(ev dqEvent) (segEnd, bool) {
-	if ev.err != io.EOF.Error() {
-		return segEnd{}, false
-	}
-	n, bad, ok := parseSegName(filepath.Base(ev.file))
-	if !ok || bad || filepath.Dir(ev.file) != filepath.Clean(s.dir) {
-		return segEnd{}, false
-	}
-	st, err := os.Stat(ev.file)
-	if err != nil || st.Size() != ev.offset {
-		return segEnd{}, false
-	}
-	if _, err := os.Stat(segPath(s.dir, n+1)); err != nil {
-		return segEnd{}, false
-	}
-	return segEnd{n, ev.offset}, true
-}
-
-// dropEnded removes the .bad files diskqueue left for segments it read to
-// their end (segmentEnd). Called only when diskqueue has finished renaming
-// them: after receiving from PeekChan (diskqueue cannot read further, hence
-// meet an end, before the previous frame was consumed, and it renames
-// before it sends again) or once it is closed. A .bad left by a crash is
-// removed at recovery (it holds only acknowledged frames).
-func (s *Spool) dropEnded() {
-	s.evMu.Lock()
-	ended := s.ended
-	s.ended = nil
-	s.evMu.Unlock()
-	for _, e := range ended {
-		bad := segPath(s.dir, e.n) + badSuffix
-		st, err := os.Stat(bad)
-		if err != nil || st.Size() != e.size {
-			s.log.Warn("fully read segment not found as diskqueue renamed it; leaving it to recovery",
-				logKeySegment, segName(e.n), logKeyErr, err)
-			continue
-		}
-		failpoint.Hit(failpoint.SpoolDelete)
-		if err := os.Remove(bad); err != nil {
-			s.log.Warn("remove fully read segment", logKeySegment, segName(e.n), logKeyErr, err)
-			continue
-		}
-		s.log.Debug("removed fully read segment", logKeySegment, segName(e.n))
-	}
 }
 
 func (s *Spool) takeEvents() []dqEvent {
