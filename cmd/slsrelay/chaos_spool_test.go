@@ -338,8 +338,7 @@ func TestChaos_DiskFullNoRestart(t *testing.T) {
 	}
 	paused := waitUntil(2*time.Minute, func() bool { return stalled(2 * time.Second) })
 	visible := waitUntil(time.Minute, func() bool {
-		l := readFile(log)
-		return strings.Contains(l, "no space left on device") || strings.Contains(l, "free")
+		return strings.Contains(readFile(log), "no space left on device")
 	})
 	os.Remove(filler)
 	s0 := spooled()
