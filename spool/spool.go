@@ -430,7 +430,7 @@ func (s *Spool) Ack(seq uint64) error {
 // before it leaves diskqueue, so after a restart it is skipped, not met
 // again.
 func (s *Spool) quarantineHead(h recordHeader, b []byte, cause error) error {
-	reason := fmt.Sprintf("record seq %d does not decode although its CRC is valid: %v", h.seq, cause)
+	reason := fmt.Sprintf("record does not decode although its CRC is valid: seq %d: %v", h.seq, cause)
 	if err := s.quarantine("", -1, b, reason); err != nil {
 		return err
 	}
