@@ -98,3 +98,37 @@ func TestSpoolCommand_StatBesideOpenSpoolWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// spool stat counts the damaged regions of a dead-letter file beside its
+// readable entries.
+func TestSpoolCommand_StatShowsDamagedDeadLetters(t *testing.T) {
+	dd := t.TempDir()
+	dir := filepath.Join(dd, "spool", "hec0")
+	s, err := spool.Open(dir, spool.Options{MinFreeBytes: 1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.DeadLetter(&spool.Record{Project: "p", Logstore: "l", Cursor: fmt.Sprint(i), Count: 1, Payload: []byte("x")}, "hec 400"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	path := filepath.Join(dir, "deadletter.log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55 // inside the second entry
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if err := runSpool(context.Background(), []string{"stat", "--data-dir", dd}, &out, &errb); err != nil {
+		t.Fatalf("spool stat: %v: %s", err, errb.String())
+	}
+	if !regexpLine(out.String(), `^hec0\s+0\s+0B\s+-\s+-\s+2 \(\+1 damaged\)\s`) {
+		t.Fatalf("stat output:\n%s", out.String())
+	}
+}
+
