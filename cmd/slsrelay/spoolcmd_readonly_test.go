@@ -131,4 +131,3 @@ func TestSpoolCommand_StatShowsDamagedDeadLetters(t *testing.T) {
 		t.Fatalf("stat output:\n%s", out.String())
 	}
 }
-
