@@ -193,11 +193,11 @@ func TestChaos_DiskTrouble(t *testing.T) {
 	})
 }
 
-// diskNote explains B's outcome: scenario 22 (disk full, no restart)
+// diskNote explains B's outcome: scenario 23 (disk full, no restart)
 // requires the resumption this one only measures.
 func diskNote(resumed bool) string {
 	if resumed {
-		return "B resumed by itself: an ENOSPC that hits only go-diskqueue's metadata file is not sticky (the spool never reads that file); see also scenario 22"
+		return "B resumed by itself: an ENOSPC that hits only go-diskqueue's metadata file is not sticky (the spool never reads that file); see also scenario 23"
 	}
 	return "found: after ENOSPC the spool's error stayed sticky, so ingest stayed stopped after space was freed until the relay was restarted; the floor (A) normally prevents reaching ENOSPC"
 }

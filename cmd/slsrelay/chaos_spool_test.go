@@ -17,7 +17,7 @@ import (
 	"slsrelay/spool"
 )
 
-// Scenarios 20–22: the edges of the spool — a damaged dead-letter queue, a
+// Scenarios 21–23: the edges of the spool — a damaged dead-letter queue, a
 // record that passes its checksum but will not decode, a disk filled to
 // the last byte.
 
@@ -133,7 +133,7 @@ func TestChaos_DeadLetterDamage(t *testing.T) {
 	logged := strings.Count(readFile(log), "damaged dead-letter entry")
 	pass = pass && okLast && clean && exits == 0 && tl.Lost <= damagedEvents &&
 		st.DeadLetterDamaged == int64(damaged) && tl.Quarantined >= damaged && logged >= damaged
-	report(t, chaosRow{ID: 20, Name: "dead-letter damage",
+	report(t, chaosRow{ID: 21, Name: "dead-letter damage",
 		Load:   fmt.Sprintf("%d shards; %d rounds of 40 groups of %d logs; the SIEM rejects 1 in 50 events as bad data (400 code 6)", chaosShards, rounds+1, chaosPerGroup),
 		Faults: fmt.Sprintf("after each round: kill -9, then one entry of the dead-letter file damaged (%s), then a restart", strings.Join(kinds, ", ")),
 		Bound:  "always starts; lost ≤ the events of the damaged entries; every other dead letter, before and after the damage, stays readable; each damaged region kept, shown as a corrupt entry and counted",
@@ -294,7 +294,7 @@ func TestChaos_UndecodableFrame(t *testing.T) {
 	}
 	recordEvents := chaosMaxFetch * chaosPerGroup
 	pass = pass && clean && exits == 0 && stuck == 0 && quarantinedUndecodable == spoiled && tl.Lost <= spoiled*recordEvents
-	report(t, chaosRow{ID: 21, Name: "undecodable frame",
+	report(t, chaosRow{ID: 22, Name: "undecodable frame",
 		Load:   fmt.Sprintf("%d shards; %d rounds of %d groups of %d logs spooled with the SIEM down", chaosShards, rounds, groupsPerRound, chaosPerGroup),
 		Faults: "after each round: kill -9, then one spooled record made undecodable with its CRC still valid (its payload length claims one byte more), then a restart with the SIEM up, then another kill -9 and restart",
 		Bound:  fmt.Sprintf("the relay carries on, also after a restart; lost ≤ the events of the spoiled record (≤ %d per round); each spoiled record quarantined with its reason and counted", recordEvents),
@@ -352,7 +352,7 @@ func TestChaos_DiskFullNoRestart(t *testing.T) {
 	ok := w.waitAll(pick(2*time.Minute, 3*time.Minute), dd)
 	_, clean := p.term(time.Minute)
 	tl := w.reconcile(dd)
-	report(t, chaosRow{ID: 22, Name: "disk full, no restart",
+	report(t, chaosRow{ID: 23, Name: "disk full, no restart",
 		Load:   fmt.Sprintf("%d shards; up to %d events/s; spool on a %d MiB tmpfs, min_free_bytes %d MiB; SIEM down while the disk is full", chaosShards, int(2*float64(chaosPerGroup)/chaosPeriod.Seconds()), diskMiB, floorMiB),
 		Faults: "another program takes every free byte of the disk at once (ENOSPC in go-diskqueue's writes and metadata, in the checkpoint database), then frees it",
 		Bound:  "ingest stops and says why; once the space is free it resumes by itself, with the same process (no restart); lost 0",
