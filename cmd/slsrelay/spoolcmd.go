@@ -123,8 +123,10 @@ type spoolStatJSON struct {
 	BudgetBytes   int64   `json:"budget_bytes"`
 	OldestSeconds float64 `json:"oldest_seconds"`
 	DeadLetters   int64   `json:"dead_letters"`
-	Dir           string  `json:"dir"`
-	Created       bool    `json:"created"`
+	// DeadLettersDamaged are damaged entries kept in the dead-letter file.
+	DeadLettersDamaged int64  `json:"dead_letters_damaged"`
+	Dir                string `json:"dir"`
+	Created            bool   `json:"created"`
 }
 
 func (t *spoolSet) statJSON(w io.Writer, only string) error {
@@ -148,6 +150,7 @@ func (t *spoolSet) statJSON(w io.Writer, only string) error {
 			continue
 		default:
 			e.Created, e.Records, e.Bytes, e.DeadLetters = true, st.Depth, st.Bytes, st.DeadLetters
+			e.DeadLettersDamaged = st.DeadLetterDamaged
 			e.OldestSeconds = st.OldestAge.Seconds()
 		}
 		out = append(out, e)
@@ -233,7 +236,11 @@ func (t *spoolSet) stat(w io.Writer, only string) error {
 		if st.OldestAge > 0 {
 			oldest = st.OldestAge.Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, st.DeadLetters, dir)
+		dead := strconv.FormatInt(st.DeadLetters, 10)
+		if st.DeadLetterDamaged > 0 { // kept in the file, shown by dump as corrupt entries
+			dead += fmt.Sprintf(" (+%d damaged)", st.DeadLetterDamaged)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, dead, dir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
