@@ -83,6 +83,8 @@ type SinkStatus struct {
 	SpoolMaxBytes           int64             `json:"spool_max_bytes"`
 	SpoolUsed               float64           `json:"spool_used"` // bytes / budget, 0..1
 	DeadLetters             int64             `json:"dead_letters"`
+	DeadLetterBytes         int64             `json:"dead_letter_bytes"`
+	DeadLetterRefused       int64             `json:"dead_letter_refused"` // refused since start: the queue was full
 	DeliveredEvents         uint64            `json:"delivered_events"`
 	Errors                  map[string]uint64 `json:"errors"`
 	SyncError               string            `json:"sync_error,omitempty"`
@@ -212,7 +214,7 @@ func (r *relay) sinkStatus(i int, sp spool.Stats, l deliver.LoopStats, now time.
 	ks := SinkStatus{Name: r.sinks[i].Name(), Type: r.cfg.Sinks[i].Type, State: l.State, Ready: true,
 		LastSuccess: rfc3339(l.LastSuccess), OldestUndeliveredSecond: sp.OldestAge.Seconds(),
 		SpoolRecords: sp.Depth, SpoolBytes: sp.Bytes, SpoolMaxBytes: r.spoolBudget,
-		DeadLetters: sp.DeadLetters, DeliveredEvents: l.DeliveredEvents, Errors: l.Errors}
+		DeadLetters: sp.DeadLetters, DeadLetterBytes: sp.DeadLetterBytes, DeadLetterRefused: sp.DeadLetterRefused, DeliveredEvents: l.DeliveredEvents, Errors: l.Errors}
 	if r.spoolBudget > 0 {
 		ks.SpoolUsed = float64(sp.Bytes) / float64(r.spoolBudget)
 	}

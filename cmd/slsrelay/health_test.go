@@ -102,9 +102,24 @@ func TestHealth_IdleRelayIsReady(t *testing.T) {
 		`slsrelay_sink_last_success_timestamp_seconds{sink="hec"}`,
 		`slsrelay_ready 1`,
 		`slsrelay_state{state="delivering"} 1`,
+		`slsrelay_spool_dead_letter_refused_total{sink="hec"} 0`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// allDescs (what TestAlerts_UseExportedMetrics checks the rules
+	// against) lists every slsrelay_ metric exported.
+	var descs []string
+	for _, d := range allDescs {
+		descs = append(descs, d.String())
+	}
+	for _, l := range strings.Split(m, "\n") {
+		if name, ok := strings.CutPrefix(l, "# TYPE slsrelay_"); ok {
+			name = "slsrelay_" + strings.Fields(name)[0]
+			if !strings.Contains(strings.Join(descs, "\n"), `fqName: "`+name+`"`) {
+				t.Errorf("%s is exported but not in allDescs", name)
+			}
 		}
 	}
 }

@@ -34,6 +34,8 @@ var (
 	mSpoolBudget  = prometheus.NewDesc("slsrelay_spool_max_bytes", "The spool's byte budget.", []string{"sink"}, nil)
 	mSpoolOldest  = prometheus.NewDesc("slsrelay_spool_oldest_age_seconds", "Age of the oldest undelivered record.", []string{"sink"}, nil)
 	mSpoolDead    = prometheus.NewDesc("slsrelay_spool_dead_letters", "Entries in the dead-letter queue.", []string{"sink"}, nil)
+	mDLBytes      = prometheus.NewDesc("slsrelay_spool_dead_letter_bytes", "Size of the dead-letter queue, counted against spool.dead_letter_max_bytes.", []string{"sink"}, nil)
+	mDLRefused    = prometheus.NewDesc("slsrelay_spool_dead_letter_refused_total", "Dead letters refused because the dead-letter queue was full (the record stayed in the spool).", []string{"sink"}, nil)
 	mSpoolCorrupt = prometheus.NewDesc("slsrelay_spool_corrupt_total", "Corrupt records found (each dead-lettered).", []string{"sink"}, nil)
 	mSpoolSyncErr = prometheus.NewDesc("slsrelay_spool_sync_failing", "1 while the spool's fsync fails (ingest is then stopped).", []string{"sink"}, nil)
 	mDelivered    = prometheus.NewDesc("slsrelay_delivered_events_total", "Events the SIEM confirmed.", []string{"sink"}, nil)
@@ -68,7 +70,7 @@ func (c relayCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.Descri
 
 // allDescs lists every metric the collector may export.
 var allDescs = []*prometheus.Desc{mIngestPulls, mIngestLogs, mIngestBytes, mIngestGaps, mIngestCommit, mGapSeconds,
-	mSpoolRecords, mSpoolBytes, mSpoolBudget, mSpoolOldest, mSpoolDead, mSpoolCorrupt, mSpoolSyncErr, mDelivered,
+	mSpoolRecords, mSpoolBytes, mSpoolBudget, mSpoolOldest, mSpoolDead, mDLBytes, mDLRefused, mSpoolCorrupt, mSpoolSyncErr, mDelivered,
 	mDeadLettered, mRetries, mTruncated, mOversizeDL, mInvalidUTF8, mUnlisted, mPaused, mBuildInfo, mReady, mState, mSinkState, mSinkSuccess, mDeliveryErrs,
 	mSpoolUsed, mSpoolEvents, mIngestLag, mIngestBehind, mIngestErrors, mIngestPull, mIngestHeld, mIngestShards}
 
@@ -153,6 +155,8 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mSpoolOldest, s.OldestAge.Seconds(), name)
 		gauge(mSpoolDead, float64(s.DeadLetters), name)
 		counter(mSpoolCorrupt, float64(s.Corrupt), name)
+		gauge(mDLBytes, float64(s.DeadLetterBytes), name)
+		counter(mDLRefused, float64(s.DeadLetterRefused), name)
 		gauge(mSpoolSyncErr, b2f(s.SyncError != nil), name)
 		gauge(mSpoolEvents, float64(r.events[i].count()), name)
 		if r.spoolBudget > 0 {
