@@ -45,10 +45,13 @@ test: build $(if $(CHAOS_SHORT),build-failpoints) test-alerts
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
 
 # The shipped Prometheus alert rules: syntax and behaviour on synthetic
-# series (promtool, Debian package prometheus; .ci/run installs it).
+# series (promtool, Debian package prometheus; .ci/run installs it). Without
+# promtool this skips with a message, except under CI=true.
 test-alerts:
-	promtool check rules deploy/prometheus/alerts.yaml
-	cd deploy/prometheus && promtool test rules alerts_test.yaml
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$CI" = true ]; then echo "test-alerts: promtool not installed (apt-get install prometheus)"; exit 1; fi; \
+	  echo "test-alerts: promtool not installed (apt-get install prometheus); alert rules not checked"; exit 0; fi; \
+	promtool check rules deploy/prometheus/alerts.yaml && cd deploy/prometheus && promtool test rules alerts_test.yaml
 
 chaos-short: build build-failpoints
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos_' ./cmd/slsrelay
