@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -84,9 +85,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func fetchStatus(ctx context.Context, addr string, timeout time.Duration) (*Status, []byte, error) {
+	// A relay listening on every address is asked on loopback.
 	host := addr
-	if h, p, ok := strings.Cut(addr, ":"); ok && (h == "" || h == "0.0.0.0" || h == "::" || h == "[::]") {
-		host = "127.0.0.1:" + p
+	if h, p, err := net.SplitHostPort(addr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+		host = net.JoinHostPort("127.0.0.1", p)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
