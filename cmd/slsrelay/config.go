@@ -523,11 +523,12 @@ func (c *Config) applyDefaults() {
 	if h.PullStaleAfter == 0 {
 		h.PullStaleAfter = Duration(DefaultPullStaleAfter)
 	}
-	if h.SinkStaleAfter == 0 {
-		h.SinkStaleAfter = Duration(DefaultSinkStaleAfter)
-	}
 	if h.StallAfter == 0 {
 		h.StallAfter = Duration(DefaultStallAfter)
+	}
+	if h.SinkStaleAfter == 0 {
+		// Never past a stall_after set shorter than the default.
+		h.SinkStaleAfter = min(Duration(DefaultSinkStaleAfter), h.StallAfter)
 	}
 	if h.SpoolFullRatio == 0 {
 		h.SpoolFullRatio = DefaultSpoolFullRatio
