@@ -100,3 +100,31 @@ func TestCLI_ValidateWarnings(t *testing.T) {
 		t.Errorf("exit %d\n%s\nwant\n%s", code, out.String(), want)
 	}
 }
+
+// spool stat, spool dump and status read a config whose secrets are not
+// in the environment (an operator's shell, not the service's).
+func TestCLI_InspectWithoutSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.yaml")
+	raw := "data_dir: " + dir + "\nsls:\n  endpoint: e.example\n  access_key_id: id\n  access_key_secret: ${SLSRELAY_TEST_UNSET_SECRET}\n" +
+		"sources: [{project: p, logstore: l}]\nsinks:\n  - name: a\n    type: hec\n    hec: {url: \"https://splunk:8088\", token: \"${SLSRELAY_TEST_UNSET_TOKEN}\"}\n" +
+		"metrics: {listen: \"127.0.0.1:1\"}\n"
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := dispatch(context.Background(), args, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := run("validate", "--config", path); code != 1 || !strings.Contains(out, "SLSRELAY_TEST_UNSET_SECRET is referenced but not set") {
+		t.Errorf("validate still needs them: %d %s", code, out)
+	}
+	if code, out := run("spool", "stat", "--config", path, "-o", "json"); code != 0 || !strings.Contains(out, `"sink": "a"`) {
+		t.Errorf("spool stat: %d %s", code, out)
+	}
+	// Nothing listens on port 1: "not reachable" (3), not a config error.
+	if code, out := run("status", "--config", path); code != statusExitUnknown || !strings.Contains(out, "not reachable") {
+		t.Errorf("status: %d %s", code, out)
+	}
+}
