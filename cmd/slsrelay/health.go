@@ -172,7 +172,12 @@ func sourceStatus(s ingest.WorkerStats, now, started time.Time, h HealthConfig) 
 			LagSeconds: sh.LagSeconds, BehindBytes: sh.BehindBytes, LastPull: rfc3339(sh.LastPull)})
 	}
 	sort.Slice(ss.Shards, func(i, j int) bool { return ss.Shards[i].Shard < ss.Shards[j].Shard })
-	// Since when the source has been without a successful pull.
+	// Since when the source has been without a successful pull. A moved
+	// checkpoint is one too (a consumer that reports no pull times).
+	if s.LastPull.IsZero() && !s.LastCommit.IsZero() {
+		s.LastPull = s.LastCommit
+		ss.LastPull = rfc3339(s.LastPull)
+	}
 	ref := s.LastPull
 	if ref.IsZero() {
 		ref = started
