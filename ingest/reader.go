@@ -245,7 +245,7 @@ func (r *ShardReader) putAll(ctx context.Context, rec *spool.Record, put []bool)
 		}
 		c := *rec
 		if err := sp.Put(ctx, &c); err != nil {
-			return fmt.Errorf("spool %d: put: %w", i, err)
+			return &spoolError{fmt.Errorf("spool %d: put: %w", i, err)}
 		}
 		put[i] = true
 	}
@@ -256,7 +256,7 @@ func (r *ShardReader) putAll(ctx context.Context, rec *spool.Record, put []bool)
 	syncCtx := context.WithoutCancel(ctx)
 	for i, sp := range r.Spools {
 		if err := sp.Sync(syncCtx); err != nil {
-			return fmt.Errorf("spool %d: sync: %w", i, err)
+			return &spoolError{fmt.Errorf("spool %d: sync: %w", i, err)}
 		}
 	}
 	return nil
@@ -289,6 +289,12 @@ func (r *ShardReader) logger() *slog.Logger {
 	}
 	return r.Logger
 }
+
+// spoolError is a failed Put or Sync (not an SLS error).
+type spoolError struct{ err error }
+
+func (e *spoolError) Error() string { return e.err.Error() }
+func (e *spoolError) Unwrap() error { return e.err }
 
 // sleepCtx waits d or until ctx ends; false if ctx ended.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
