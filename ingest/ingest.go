@@ -3,7 +3,8 @@
 //
 //	pull [cursor, next) → spool.Put (every sink) → spool.Sync (every sink)
 //	  → checkpoint.Commit (local, bbolt) → UpdateCheckpoint (SLS, every
-//	    CheckpointInterval and when a shard is released)
+//	    full pull's worth of groups or CheckpointInterval, and when a shard
+//	    is released)
 //
 // so that the SLS consumer-group checkpoint never passes a log group that is
 // not fsynced into every spool (DESIGN.md invariant 1). While a spool is full
@@ -143,9 +144,12 @@ type Source struct {
 	FetchInterval time.Duration
 	// MaxFetchGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxFetchGroups int
-	// CheckpointInterval is how often a shard's SLS consumer-group
-	// checkpoint is committed; default 5s. The local checkpoint is committed
-	// every pull.
+	// CheckpointInterval is the longest a shard's SLS consumer-group
+	// checkpoint trails what is durably spooled; default 5s. It is also
+	// committed as soon as a full pull's worth of log groups (MaxFetchGroups)
+	// is durable past it, so that a shard moving to another relay after a
+	// crash is read again by less than one pull. The local checkpoint is
+	// committed every pull.
 	CheckpointInterval time.Duration
 }
 

@@ -519,10 +519,12 @@ type shardLoop struct {
 	durable string // last cursor durable in every spool
 	maxTime int64  // newest __time__ spooled (for naming gaps)
 	sls     string // last cursor committed to SLS by this loop
-	slsAt   time.Time
-	lagAt   time.Time
-	log     *slog.Logger
-	cpLog   logEvery
+	// uncommitted counts the log groups durable since the last SLS commit.
+	uncommitted int
+	slsAt       time.Time
+	lagAt       time.Time
+	log         *slog.Logger
+	cpLog       logEvery
 }
 
 func (w *Worker) runShard(ctx context.Context, r *shardRun) {
@@ -596,7 +598,12 @@ func (l *shardLoop) progress(p Pull) error {
 		w.stats.lastCommit.Store(now.UnixNano())
 	}
 	l.noteLag(p, now)
-	if now.Sub(l.slsAt) >= w.src.CheckpointInterval || p.AtEnd() && l.sls != l.durable {
+	// The group's checkpoint trails the durable position by less than one
+	// full pull (MaxFetchGroups groups) and by at most CheckpointInterval:
+	// a shard moving to another relay after a crash is read again from
+	// there, so that is what it can duplicate.
+	l.uncommitted += p.Groups
+	if l.uncommitted >= l.fullPull() || now.Sub(l.slsAt) >= w.src.CheckpointInterval {
 		if err := l.commitSLS(false); err != nil {
 			return err
 		}
@@ -680,8 +687,16 @@ func (l *shardLoop) commitSLS(final bool) error {
 		}
 		return nil
 	}
-	l.sls = l.durable
+	l.sls, l.uncommitted = l.durable, 0
 	return nil
+}
+
+// fullPull is the most log groups one pull returns.
+func (l *shardLoop) fullPull() int {
+	if n := l.w.src.MaxFetchGroups; n > 0 {
+		return n
+	}
+	return 1000
 }
 
 // stillOurs reports whether the shard's SLS checkpoint is still the one
