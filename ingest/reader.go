@@ -11,6 +11,7 @@ import (
 	sls "github.com/aliyun/aliyun-log-go-sdk"
 
 	"slsrelay/internal/failpoint"
+	"slsrelay/internal/loggroup"
 	"slsrelay/spool"
 )
 
@@ -192,12 +193,12 @@ func (r *ShardReader) pullOnce(ctx context.Context, cursor, to string, errLog *l
 	if p.Next == "" {
 		return Pull{}, fmt.Errorf("pull shard %d: SLS answered no next cursor", r.Shard)
 	}
-	sum, err := scanLogGroupList(raw)
+	sum, err := loggroup.Scan(raw)
 	if err != nil {
 		return Pull{}, fmt.Errorf("pull shard %d: %w", r.Shard, err)
 	}
-	p.Count, p.MinTime, p.MaxTime = sum.count, sum.minTime, sum.maxTime
-	if sum.count == 0 {
+	p.Count, p.MinTime, p.MaxTime = sum.Logs, sum.MinTime, sum.MaxTime
+	if sum.Logs == 0 {
 		return p, nil
 	}
 	rec := rawRecord(r.Project, r.Logstore, r.Shard, cursor, p.Next, raw, sum)

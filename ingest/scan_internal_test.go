@@ -9,6 +9,7 @@ import (
 
 	"slsrelay/deliver"
 	"slsrelay/ingest/slstest"
+	"slsrelay/internal/loggroup"
 	"slsrelay/spool"
 )
 
@@ -28,7 +29,7 @@ func generatedList(t testing.TB, kind slstest.Kind, groups, perGroup int, seed i
 
 // A raw pull makes the same record as the decoded one, payload included,
 // without copying the bytes.
-// scanLogGroupList accepts exactly what the spool's reader (deliver.Decode)
+// loggroup.Scan accepts exactly what the spool's reader (deliver.Decode)
 // decodes, with the same log count: checked on truncations and byte flips
 // of generated lists.
 func TestScanLogGroupList_AgreesWithDecode(t *testing.T) {
@@ -36,13 +37,13 @@ func TestScanLogGroupList_AgreesWithDecode(t *testing.T) {
 	_, small := generatedList(t, slstest.KindWeb, 1, 2, 4)
 	check := func(t *testing.T, p []byte) {
 		t.Helper()
-		sum, serr := scanLogGroupList(p)
+		sum, serr := loggroup.Scan(p)
 		evs, derr := deliver.Decode(&spool.Record{Payload: p})
 		if (serr == nil) != (derr == nil) {
 			t.Fatalf("scan error %v, decode error %v (payload % x)", serr, derr, p[:min(len(p), 64)])
 		}
-		if serr == nil && sum.count != len(evs) {
-			t.Fatalf("scan counted %d logs, decode %d", sum.count, len(evs))
+		if serr == nil && sum.Logs != len(evs) {
+			t.Fatalf("scan counted %d logs, decode %d", sum.Logs, len(evs))
 		}
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
@@ -60,7 +61,7 @@ func TestScanLogGroupList_AgreesWithDecode(t *testing.T) {
 		}
 		check(t, p)
 	}
-	if _, err := scanLogGroupList(nil); err != nil {
+	if _, err := loggroup.Scan(nil); err != nil {
 		t.Errorf("empty list: %v", err)
 	}
 }
@@ -73,13 +74,13 @@ func FuzzScanLogGroupList(f *testing.F) {
 	f.Add(small)
 	f.Add([]byte{0x0a, 0x08, 0x0a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		sum, serr := scanLogGroupList(p)
+		sum, serr := loggroup.Scan(p)
 		evs, derr := deliver.Decode(&spool.Record{Payload: p})
 		if (serr == nil) != (derr == nil) {
 			t.Fatalf("scan error %v, decode error %v", serr, derr)
 		}
-		if serr == nil && sum.count != len(evs) {
-			t.Fatalf("scan counted %d logs, decode %d", sum.count, len(evs))
+		if serr == nil && sum.Logs != len(evs) {
+			t.Fatalf("scan counted %d logs, decode %d", sum.Logs, len(evs))
 		}
 	})
 }
