@@ -104,7 +104,7 @@ type SpoolConfig struct {
 // SinkConfig is one SIEM destination with its own spool.
 type SinkConfig struct {
 	Name string `yaml:"name"`
-	Type string `yaml:"type"` // hec
+	Type string `yaml:"type"` // hec, syslog, file
 	// RateLimit caps delivery in events per second (0: unlimited), so that a
 	// SIEM back from maintenance is not flooded by the backlog.
 	RateLimit float64 `yaml:"rate_limit"`
@@ -113,6 +113,7 @@ type SinkConfig struct {
 	Retry  RetryConfig   `yaml:"retry"`
 	HEC    *HECConfig    `yaml:"hec"`
 	Syslog *SyslogConfig `yaml:"syslog"`
+	File   *FileConfig   `yaml:"file"`
 }
 
 // RetryConfig bounds a sink's exponential backoff.
@@ -136,6 +137,9 @@ type HECConfig struct {
 	Concurrency     int       `yaml:"concurrency"`
 	TLS             TLSConfig `yaml:"tls"`
 	Ack             AckConfig `yaml:"ack"`
+
+	// Fields are indexed fields added to every event.
+	Fields map[string]string `yaml:"fields"`
 }
 
 // TLSConfig is the client side of a TLS connection.
@@ -514,10 +518,16 @@ func (s *SinkConfig) validate(path string, e *ConfigError) {
 			return
 		}
 		s.Syslog.validate(path+".syslog", e)
+	case "file":
+		if s.File == nil {
+			e.add(path+".file", "is required for type file")
+			return
+		}
+		s.File.validate(path+".file", e)
 	case "":
-		e.add(path+".type", "is required (hec, syslog)")
+		e.add(path+".type", "is required (hec, syslog, file)")
 	default:
-		e.add(path+".type", "%q is not a known sink type (hec, syslog)", s.Type)
+		e.add(path+".type", "%q is not a known sink type (hec, syslog, file)", s.Type)
 	}
 }
 

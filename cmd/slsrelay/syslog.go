@@ -34,13 +34,15 @@ type SyslogConfig struct {
 	BOM          bool              `yaml:"bom"`
 	PayloadMeta  bool              `yaml:"payload_meta"`
 	FieldMap     map[string]string `yaml:"field_map"`
+	// SDParams are added to the [sls@PEN] structured data (rfc5424).
+	SDParams map[string]string `yaml:"sd_params"`
 
 	KV   SyslogKVConfig   `yaml:"kv"`
 	CEF  SyslogCEFConfig  `yaml:"cef"`
 	LEEF SyslogLEEFConfig `yaml:"leef"`
 
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
-	Oversize        string   `yaml:"oversize"` // truncate (default), dead-letter
+	Oversize        string   `yaml:"oversize"` // truncate (default), dead-letter (or dead_letter)
 
 	DialTimeout  Duration         `yaml:"dial_timeout"`
 	WriteTimeout Duration         `yaml:"write_timeout"`
@@ -123,8 +125,8 @@ func (c *SyslogConfig) validate(path string, e *ConfigError) {
 			e.add(path+".severity_map."+k, "%d is outside 0..7", v)
 		}
 	}
-	if c.Oversize != "" && !oneOfStr(c.Oversize, "truncate", "dead-letter") {
-		e.add(path+".oversize", "%q is not one of truncate, dead-letter", c.Oversize)
+	if c.Oversize != "" && !oneOfStr(c.Oversize, "truncate", "dead-letter", "dead_letter") {
+		e.add(path+".oversize", "%q is not one of truncate, dead-letter (or dead_letter)", c.Oversize)
 	}
 	if c.MaxMessageBytes < 0 || c.MaxMessageBytes > 0 && c.MaxMessageBytes < 92 {
 		e.add(path+".max_message_bytes", "%s is below the minimum of 92 bytes", c.MaxMessageBytes)
@@ -169,7 +171,7 @@ func (c *SyslogConfig) options(s SinkConfig, log *slog.Logger) deliver.SyslogOpt
 		Name: s.Name, Network: c.Network, Address: c.Address, TLS: c.UseTLS, Framing: c.Framing,
 		Format: c.Format, Payload: c.Payload, Facility: c.Facility, Severity: c.Severity, SeverityMap: c.SeverityMap,
 		Hostname: c.Hostname, AppName: c.AppName, ProcID: c.ProcID, MsgID: c.MsgID,
-		EnterpriseID: c.EnterpriseID, BOM: c.BOM, PayloadMeta: c.PayloadMeta, FieldMap: c.FieldMap,
+		EnterpriseID: c.EnterpriseID, BOM: c.BOM, PayloadMeta: c.PayloadMeta, FieldMap: c.FieldMap, SDParams: c.SDParams,
 		KVSeparator: c.KV.Separator, KVAssign: c.KV.Assign, KVQuote: c.KV.Quote,
 		CEFVendor: c.CEF.Vendor, CEFProduct: c.CEF.Product, CEFVersion: c.CEF.Version,
 		CEFEventClass: c.CEF.EventClass, CEFName: c.CEF.Name, CEFSeverity: c.CEF.Severity,
