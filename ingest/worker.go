@@ -369,6 +369,7 @@ func (w *Worker) ended(runs map[int]*shardRun, r *shardRun, finished map[int]boo
 // ShutdownTimeout; a pull still in flight then is abandoned (nothing was
 // checkpointed for it).
 func (w *Worker) shutdown(runs map[int]*shardRun, done chan *shardRun) {
+	defer w.setConsumer(false)
 	for _, r := range runs {
 		r.release()
 	}
@@ -384,7 +385,6 @@ func (w *Worker) shutdown(runs map[int]*shardRun, done chan *shardRun) {
 			return
 		}
 	}
-	w.setConsumer(false)
 }
 
 // ensureGroup creates the consumer group, retrying with backoff (up to 30 s
