@@ -85,6 +85,9 @@ func spoolOptions(c *Config, log *slog.Logger) spool.Options {
 		SegmentBytes: int64(c.Spool.SegmentBytes),
 		Compression:  c.Spool.Compression,
 		Logger:       log,
+
+		DeadLetterMaxBytes:     int64(c.Spool.DeadLetterMaxBytes),
+		DeadLetterMinFreeBytes: int64(c.Spool.DeadLetterMinFreeBytes),
 	}
 }
 

@@ -99,6 +99,11 @@ type SpoolConfig struct {
 	// the backlog is sealed and new records are delivered interleaved
 	// with it (spool.Lanes). Default DefaultInterleaveAfter.
 	InterleaveAfter Duration `yaml:"interleave_after"`
+	// DeadLetterMaxBytes is the budget of each sink's dead-letter queue
+	// (spool.Options.DeadLetterMaxBytes); DeadLetterMinFreeBytes its
+	// free-disk floor (default: min_free_bytes).
+	DeadLetterMaxBytes     ByteSize `yaml:"dead_letter_max_bytes"`
+	DeadLetterMinFreeBytes ByteSize `yaml:"dead_letter_min_free_bytes"`
 }
 
 // SinkConfig is one SIEM destination with its own spool.
@@ -479,6 +484,12 @@ func (c *Config) validateSpool(e *ConfigError) {
 	}
 	if s.MinFreeBytes < 0 {
 		e.add("spool.min_free_bytes", "must not be negative")
+	}
+	if s.DeadLetterMaxBytes < 0 {
+		e.add("spool.dead_letter_max_bytes", "must not be negative")
+	}
+	if s.DeadLetterMinFreeBytes < 0 {
+		e.add("spool.dead_letter_min_free_bytes", "must not be negative")
 	}
 	if s.SegmentBytes != 0 && s.SegmentBytes < 1<<20 {
 		e.add("spool.segment_bytes", "%s is below the minimum of 1MiB", s.SegmentBytes)
