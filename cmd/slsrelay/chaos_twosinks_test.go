@@ -146,7 +146,7 @@ func TestChaos_TwoSinksOneFullGapsRestarts(t *testing.T) {
 	if oneOutside > 0 {
 		t.Logf("an event at one sink only: %s", firstMism)
 	}
-	report(t, chaosRow{ID: 21, Name: "two sinks, one full, gaps and restarts",
+	report(t, chaosRow{ID: 24, Name: "two sinks, one full, gaps and restarts",
 		Load:   fmt.Sprintf("%d shards; a %d-log group every %s; 4 MiB spools; two HEC sinks, hec1 down", chaosShards, chaosPerGroup, chaosPeriod/4),
 		Faults: fmt.Sprintf("hec1's spool fills and ingest waits on it; the logstore's TTL drops to %s; the relay is restarted %d times while waiting (kill -9, then SIGTERM, alternately); hec1 comes back slow (300 ms an answer) while the TTL stays short; then hec1 is healthy and the TTL restored", ttl, restarts),
 		Bound:  "an event missing at either sink lies inside a recorded gap (events at one sink only outside gaps: 0; at neither outside gaps: 0); the relay carries on",
