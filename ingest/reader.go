@@ -65,6 +65,10 @@ type ShardReader struct {
 	// Next == Cursor when the shard had no more data. A non-nil error stops
 	// Read, which returns it (the pull stays durable).
 	Progress func(Pull) error
+	// Fetched, if set, is told every pull as soon as SLS answered it,
+	// before it is spooled (for statistics: a pull may then wait long on a
+	// full spool). Its Count and times are those of the answer.
+	Fetched func(Pull)
 	// OnError, if set, is told every failed SLS request and spool attempt
 	// (for statistics); Read handles the error itself.
 	OnError func(error)
@@ -198,6 +202,9 @@ func (r *ShardReader) pullOnce(ctx context.Context, cursor, to string, errLog *l
 		return Pull{}, fmt.Errorf("pull shard %d: %w", r.Shard, err)
 	}
 	p.Count, p.MinTime, p.MaxTime = sum.Logs, sum.MinTime, sum.MaxTime
+	if r.Fetched != nil {
+		r.Fetched(p)
+	}
 	if sum.Logs == 0 {
 		return p, nil
 	}

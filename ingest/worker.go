@@ -53,6 +53,7 @@ type workerStatus struct {
 	lastErrorAt              time.Time
 	errors                   map[string]int64
 	shards                   map[int]*ShardStats
+	lag                      map[int]shardLag
 }
 
 // WorkerStats is a snapshot of a worker's counters.
@@ -181,6 +182,7 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 		w.status.errors[k] = 0
 	}
 	w.status.shards = map[int]*ShardStats{}
+	w.status.lag = map[int]shardLag{}
 	return w, nil
 }
 
@@ -214,8 +216,13 @@ func (w *Worker) Stats() WorkerStats {
 	for k, v := range st.errors {
 		s.Errors[k] = v
 	}
-	for _, sh := range st.shards {
-		s.Shards = append(s.Shards, *sh)
+	now := time.Now()
+	for id, sh := range st.shards {
+		c := *sh
+		if lg, ok := st.lag[id]; ok && c.Held {
+			c.LagSeconds = lg.seconds(now)
+		}
+		s.Shards = append(s.Shards, c)
 	}
 	slices.SortFunc(s.Shards, func(a, b ShardStats) int { return a.Shard - b.Shard })
 	return s
@@ -542,7 +549,7 @@ func (w *Worker) runShard(ctx context.Context, r *shardRun) {
 		Client: w.client, Project: w.src.Project, Logstore: w.src.Logstore, Shard: r.shard,
 		Query: w.src.Query, Compression: w.src.Compression, MaxGroups: w.src.MaxFetchGroups,
 		FetchInterval: w.src.FetchInterval, Spools: w.opts.Spools, Slots: w.slots, GapCodes: w.opts.GapCodes,
-		Progress: l.progress, Logger: l.log,
+		Progress: l.progress, Fetched: l.fetched, Logger: l.log,
 		OnError: func(err error) {
 			var se *spoolError
 			if !errors.As(err, &se) {
@@ -619,30 +626,87 @@ func (l *shardLoop) progress(p Pull) error {
 	return nil
 }
 
-// noteLag updates the shard's statistics after pull p.
+// noteLag updates the shard's statistics after pull p. The lag is kept as
+// the receive time of the oldest data not yet spooled, so that it keeps
+// growing while the shard waits (on a full spool, say) without new pulls.
 func (l *shardLoop) noteLag(p Pull, now time.Time) {
 	w := l.w
-	lag := -2.0 // keep
-	switch {
-	case p.AtEnd():
-		lag = 0
-	case now.Sub(l.lagAt) >= 10*time.Second:
-		// Costs a request: at most every 10 s per busy shard.
+	var from time.Time // zero: keep
+	caughtUp := p.AtEnd()
+	if !caughtUp && now.Sub(l.lagAt) >= 10*time.Second {
+		// Costs a request: at most every 10 s per busy shard. Between
+		// two, the older time stands (the lag is overstated by at most
+		// what was read since).
 		l.lagAt = now
 		if t, err := w.client.GetCursorTime(w.src.Project, w.src.Logstore, l.run.shard, p.Next); err == nil {
-			lag = max(now.Sub(t).Seconds(), 0)
+			from = t
 		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.status.lastPull = now
+	w.status.lastError, w.status.lastErrorKind = "", "" // SLS answers again
 	if st := w.status.shards[l.run.shard]; st != nil {
 		st.LastPull, st.Cursor = now, l.durable
-		if lag != -2 {
-			st.LagSeconds = lag
-		}
 	}
-	w.status.lastError, w.status.lastErrorKind = "", "" // SLS answers again
+	lg := w.status.lag[l.run.shard]
+	switch {
+	case caughtUp:
+		lg = shardLag{caughtUp: true}
+	case !from.IsZero():
+		lg = shardLag{from: from}
+	case lg.caughtUp:
+		// Data again since the shard was caught up: it is at most as old
+		// as that moment.
+		lg = shardLag{from: lg.at}
+	}
+	lg.at = now
+	w.status.lag[l.run.shard] = lg
+}
+
+// fetched notes a pull with data before it is spooled: from then on the
+// shard's lag counts from that data at the latest, however long the spool
+// makes it wait.
+func (l *shardLoop) fetched(p Pull) {
+	if p.AtEnd() || p.Count == 0 {
+		return
+	}
+	w := l.w
+	w.mu.Lock()
+	lg, ok := w.status.lag[l.run.shard]
+	w.mu.Unlock()
+	if ok && !lg.caughtUp && !lg.from.IsZero() {
+		return // already counting from older data
+	}
+	var from time.Time
+	if ok && lg.caughtUp {
+		from = lg.at // the data arrived after the shard was last caught up
+	} else if t, err := w.client.GetCursorTime(w.src.Project, w.src.Logstore, l.run.shard, p.Cursor); err == nil {
+		from = t
+	} else {
+		return
+	}
+	w.mu.Lock()
+	w.status.lag[l.run.shard] = shardLag{from: from, at: time.Now()}
+	w.mu.Unlock()
+}
+
+// shardLag is what a shard's LagSeconds is computed from.
+type shardLag struct {
+	caughtUp bool      // the last pull found no more data
+	from     time.Time // else: SLS receive time of the oldest data not spooled
+	at       time.Time // when this was learnt
+}
+
+// seconds is the lag now; -1 unknown.
+func (s shardLag) seconds(now time.Time) float64 {
+	switch {
+	case s.caughtUp:
+		return 0
+	case s.from.IsZero():
+		return -1
+	}
+	return max(now.Sub(s.from).Seconds(), 0)
 }
 
 func (l *shardLoop) setCursor(c string) {

@@ -101,3 +101,40 @@ func TestIngest_ShutdownAbandonsStuckPull(t *testing.T) {
 		t.Errorf("SLS checkpoints %v although nothing was spooled", got)
 	}
 }
+
+// A shard whose pull waits on a full spool shows a lag that keeps growing,
+// and 0 again once it caught up.
+func TestWorker_LagGrowsWhileSpoolBlocks(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	g := slstest.NewGenerator(slstest.KindAudit, 33)
+	if err := s.Append(project, logstore, 0, g.LogGroup(5)); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	a := &memSpool{put: func(ctx context.Context, r *spool.Record) error {
+		if r.Shard != 0 {
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	r := startRelay(t, s, "relay-1", openStore(t), a)
+	w := r.in.Workers()[0]
+	lag := func() float64 {
+		for _, sh := range w.Stats().Shards {
+			if sh.Shard == 0 {
+				return sh.LagSeconds
+			}
+		}
+		return -1
+	}
+	var first float64
+	waitFor(t, 60*time.Second, "a lag on the blocked shard", func() bool { first = lag(); return first > 0 })
+	waitFor(t, 60*time.Second, "the lag growing while blocked", func() bool { return lag() > first })
+	close(release)
+	waitFor(t, 60*time.Second, "lag 0 once caught up", func() bool { return lag() == 0 })
+}
