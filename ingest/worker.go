@@ -299,6 +299,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
 	runs := map[int]*shardRun{}
 	done := make(chan *shardRun, 16)
+	quit := make(chan struct{}) // closed when Run returns: loops still running then are abandoned
+	defer close(quit)
 	finished := map[int]bool{} // read-only shards read to their end
 	var lastOK time.Time
 	hbLog := logEvery{every: 30 * time.Second}
@@ -346,12 +348,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.heartbeatOK(lastOK)
 		w.refreshShards()
 		want := map[int]bool{}
+		started := false
 		for _, id := range assigned {
 			want[id] = true
 			if _, ok := runs[id]; ok || finished[id] {
 				continue
 			}
-			runs[id] = w.startShard(ctx, id, done)
+			runs[id] = w.startShard(ctx, id, done, quit)
+			started = true
+		}
+		if started {
+			// The group hands shards over in steps (the emulator gives a
+			// new consumer one shard until it has seen it read); ask again
+			// soon rather than a whole interval later.
+			timer.Reset(min(w.src.HeartbeatInterval, time.Second))
 		}
 		for id, r := range runs {
 			if !want[id] {
@@ -492,7 +502,7 @@ func (r *shardRun) release() { r.cancel() }
 // lose stops the loop without any further SLS checkpoint.
 func (r *shardRun) lose() { r.lost.Store(true); r.cancel() }
 
-func (w *Worker) startShard(ctx context.Context, shard int, done chan<- *shardRun) *shardRun {
+func (w *Worker) startShard(ctx context.Context, shard int, done chan<- *shardRun, quit <-chan struct{}) *shardRun {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &shardRun{shard: shard, cancel: cancel}
 	w.mu.Lock()
@@ -505,7 +515,13 @@ func (w *Worker) startShard(ctx context.Context, shard int, done chan<- *shardRu
 	st.ReadOnly = w.kinds[shard] == "readonly"
 	w.mu.Unlock()
 	go func() {
-		defer func() { cancel(); done <- r }()
+		defer func() {
+			cancel()
+			select {
+			case done <- r:
+			case <-quit:
+			}
+		}()
 		w.runShard(ctx, r)
 	}()
 	return r
