@@ -160,6 +160,8 @@ func (r *relay) status(now time.Time) Status {
 }
 
 func sourceStatus(s ingest.WorkerStats, now, started time.Time, h HealthConfig) SourceStatus {
+	// SDK errors arrive as indented JSON: one line reads better.
+	s.LastError = strings.Join(strings.Fields(s.LastError), " ")
 	ss := SourceStatus{Project: s.Project, Logstore: s.Logstore, State: StateDelivering, Consumer: s.Consumer,
 		LastHeartbeat: rfc3339(s.LastHeartbeat), LastPull: rfc3339(s.LastPull),
 		LastError: s.LastError, LastErrorClass: s.LastErrorClass, LastErrorAt: rfc3339(s.LastErrorAt),
