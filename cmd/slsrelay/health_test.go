@@ -187,6 +187,14 @@ func sinkTransition(t *testing.T, n int, fault hectest.Fault, tweak func(*Config
 	if s := st.Sinks[0]; s.LastSuccess == "" || s.Reason != "" || hasReason(st, "sink hec") {
 		t.Errorf("recovered: last success %q reason %q relay reasons %q", s.LastSuccess, s.Reason, st.Reasons)
 	}
+	// With the source pulling too, the relay is delivering and ready.
+	waitFor(t, time.Minute, "relay delivering", func() bool { return getStatus(t, rr.r).State == StateDelivering })
+	if code, body := get(t, rr.r, "/readyz"); code != 200 {
+		t.Errorf("/readyz after recovery: %d %q", code, body)
+	}
+	if st := getStatus(t, rr.r); len(st.Sources) != 1 || !st.Sources[0].Consumer || len(st.Sources[0].Shards) == 0 || st.Sources[0].LastPull == "" {
+		t.Errorf("source after recovery: %+v", st.Sources)
+	}
 }
 
 // HEC down (connection refused): retrying with the dial error, not ready
