@@ -461,5 +461,8 @@ func (s *Spool) repair(ctx context.Context, headErr error) error {
 		s.broken = fmt.Errorf("repair: %w", err)
 		return s.broken
 	}
+	if s.arch != nil {
+		s.restage()
+	}
 	return nil
 }

@@ -92,6 +92,10 @@ type Spool struct {
 
 	state *stateFile
 	dlq   *deadLetterQueue
+	arch  *archive // nil unless Options.Retain or RetainBytes (archive.go)
+	// complete segments hard-linked for the archive (diskqueue.go)
+	stageMu sync.Mutex
+	staged  []int64
 
 	// peer is the other lane when this spool is one of Lanes: MaxBytes is
 	// the budget of both together. Set once after Open.
@@ -119,6 +123,9 @@ type Stats struct {
 	Put               int64 // records Put since Open
 	Acked             int64 // records acknowledged since Open
 	SyncError         error // the sticky fsync error, if any
+	// Archive describes the archive of delivered segments (zero when
+	// Options.Retain and RetainBytes are off).
+	Archive ArchiveStats
 }
 
 // hooks are the fault seams for white-box tests.
@@ -191,8 +198,19 @@ func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 	if s.dlq, err = openDeadLetters(dir, h.syncFile, s.log); err != nil {
 		return nil, err
 	}
+	switch {
+	case opts.archive != nil:
+		s.arch = opts.archive
+	case opts.Retain > 0 || opts.RetainBytes > 0:
+		if s.arch, err = openArchive(dir, opts, h.syncFile, s.log); err != nil {
+			return nil, err
+		}
+	}
 	if err = s.reload(nil); err != nil {
 		return nil, err
+	}
+	if s.arch != nil {
+		s.restage()
 	}
 	return s, nil
 }
@@ -285,6 +303,7 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	}
 	s.mu.Lock()
 	rotated := s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes
+	complete := s.wFile
 	if rotated {
 		s.wFile++
 		s.wPos = 0
@@ -302,6 +321,9 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	s.puts.Add(1)
 	r.Seq = seq
 	if rotated {
+		if s.arch != nil {
+			s.stageSegment(complete)
+		}
 		failpoint.Hit(failpoint.SpoolRotate)
 	}
 	return nil
@@ -559,6 +581,9 @@ func (s *Spool) Stats() Stats {
 	s.smu.Lock()
 	st.SyncError = s.syncErr
 	s.smu.Unlock()
+	if s.arch != nil {
+		st.Archive = s.arch.stats()
+	}
 	return st
 }
 
