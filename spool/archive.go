@@ -3,19 +3,24 @@ package spool
 // The archive: delivered segments kept for replay (Options.Retain,
 // Options.RetainBytes).
 //
-// How the archive gets its files without patching go-diskqueue: a segment
-// leaves the queue only one way. When go-diskqueue has read a complete
-// segment to its end it renames it <segment>.bad and moves on (see
-// segmentEnd in diskqueue.go); from then on go-diskqueue never opens that
-// file again, and every frame in it has been acknowledged (the spool
-// consumes a frame only on Ack). Where the spool used to delete that file
-// (dropEnded, and recovery for one a crash left behind), it renames it into
-// the archive directory instead. A rename within one filesystem copies
-// nothing and costs no extra disk, so the archive never takes space from
-// pending records at the moment it grows; a hard link taken earlier would
-// have needed to know when go-diskqueue finishes a file, which only this
-// rename tells. The files keep the spool's record format (CRC-framed,
-// compressed), so the same frame reader and quarantine code read them.
+// How the archive gets its files without patching go-diskqueue: go-diskqueue
+// deletes a complete segment itself once its reader has moved past it (or
+// renames it .bad when its reader was caught up at the segment's end, and
+// the spool deletes that), and it tells nobody when. So the spool takes a
+// hard link of every complete segment the moment go-diskqueue rolls its
+// writer past it (Put sees the roll; Open and repair link the complete
+// segments they find) into <spool dir>/archive-staging: the same inode, no
+// byte copied, no extra disk while both names exist. Once neither the
+// segment nor its .bad is left in the spool directory, go-diskqueue has
+// read, and the spool acknowledged, every frame of it, and the link is
+// renamed into the archive and indexed. The spool's own rotation would
+// have meant a second writer of segment files; copying at delete time
+// would have doubled the writes. Everything that knows go-diskqueue's
+// file names stays in diskqueue.go. The files keep the spool's record
+// format (CRC-framed, compressed), so the spool's frame reader reads them
+// and names what is damaged. A staging link lost in a crash (not yet
+// fsynced in its directory) costs that segment's archive copy, never a
+// pending record.
 //
 // Layout, in <spool dir>/archive (shared by the two lanes of a sink):
 //

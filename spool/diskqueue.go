@@ -311,6 +311,9 @@ func (s *Spool) dropEnded() {
 				logKeySegment, segName(e.n), logKeyErr, err)
 			continue
 		}
+		if s.arch != nil {
+			s.stageSegment(e.n) // normally linked already, when Put rolled
+		}
 		failpoint.Hit(failpoint.SpoolDelete)
 		if err := os.Remove(bad); err != nil {
 			s.log.Warn("remove fully read segment", logKeySegment, segName(e.n), logKeyErr, err)
@@ -364,7 +367,11 @@ func (s *Spool) stageSegment(n int64) {
 		s.log.Warn("archive: create staging directory", logKeyErr, err)
 		return
 	}
-	if err := os.Link(segPath(s.dir, n), stagePath(s.dir, n)); err != nil && !errors.Is(err, os.ErrExist) {
+	err := os.Link(segPath(s.dir, n), stagePath(s.dir, n))
+	if errors.Is(err, os.ErrNotExist) { // renamed .bad at its end (segmentEnd)
+		err = os.Link(segPath(s.dir, n)+badSuffix, stagePath(s.dir, n))
+	}
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		s.log.Warn("archive: link complete segment", logKeySegment, segName(n), logKeyErr, err)
 		return
 	}

@@ -296,6 +296,17 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 			return fmt.Errorf("put: reserve seq: %w", err)
 		}
 	}
+	if s.arch != nil {
+		// This write rolls diskqueue to a new segment: the current one is
+		// complete. Link it for the archive now, while diskqueue's reader
+		// cannot have deleted it (it never passes the write segment).
+		s.mu.Lock()
+		rolls, complete := s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes, s.wFile
+		s.mu.Unlock()
+		if rolls {
+			s.stageSegment(complete)
+		}
+	}
 	if err := s.dq.Put(f.seal(seq)); err != nil {
 		// diskqueue may have rolled to a new file before failing.
 		s.diverged.Store(true)
@@ -303,7 +314,6 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	}
 	s.mu.Lock()
 	rotated := s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes
-	complete := s.wFile
 	if rotated {
 		s.wFile++
 		s.wPos = 0
@@ -321,9 +331,6 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	s.puts.Add(1)
 	r.Seq = seq
 	if rotated {
-		if s.arch != nil {
-			s.stageSegment(complete)
-		}
 		failpoint.Hit(failpoint.SpoolRotate)
 	}
 	return nil

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"slsrelay/deliver/hectest"
+	"slsrelay/ingest/slstest"
+	"slsrelay/spool"
+)
+
+// archiveWorld: a live relay with the archive on (retain) has delivered
+// events before, inside and after a window of log time to a HEC receiver,
+// and archived them (enough after the window that every segment holding
+// the window's events has been delivered and archived; the newest segment
+// is still the spool's write segment).
+type archiveWorld struct {
+	*world
+	cfg      *Config
+	live     *running
+	inside   []string
+	from, to time.Time
+	total    int
+}
+
+func newArchiveWorld(t *testing.T, seed int64) *archiveWorld {
+	t.Helper()
+	w := newWorld(t, 2, 0, 0, hectest.Options{})
+	gen := slstest.NewGenerator(slstest.KindAudit, seed)
+	before := appendIDs(t, w.sls, gen, 20, 100)
+	from := nextSecond()
+	inside := appendIDs(t, w.sls, gen, 30, 100)
+	to := nextSecond()
+	after := appendIDs(t, w.sls, gen, 150, 100)
+	cfg := w.config()
+	cfg.Spool.SegmentBytes = 1 << 20
+	cfg.Sources[0].MaxFetchGroups = 10 // records of 1,000 logs, a few per segment
+	cfg.Sinks[0].Spool.Retain = Duration(24 * time.Hour)
+	live := startRelay(t, cfg, nil)
+	total := len(before) + len(inside) + len(after)
+	waitFor(t, 120*time.Second, "the live relay's delivery", func() bool {
+		n, _, _ := received(w.hec)
+		return n == total
+	})
+	dir := spoolDir(cfg, "hec")
+	waitFor(t, 30*time.Second, "the window's segments in the archive", func() bool {
+		st, err := spool.InspectArchive(dir)
+		return err == nil && st.Events >= int64(len(before)+len(inside)+len(after)/2)
+	})
+	st, _ := spool.InspectArchive(dir)
+	t.Logf("archive: %d segments, %d bytes, %d events of %d delivered", st.Segments, st.Bytes, st.Events, total)
+	return &archiveWorld{world: w, cfg: cfg, live: live, inside: inside, from: from, to: to, total: total}
+}
+
+// hecIDs counts the event ids the receiver holds.
+func hecIDs(hec *hectest.Server) map[string]int {
+	out := map[string]int{}
+	for _, ev := range hec.Events() {
+		out[eventID(ev.Event)]++
+	}
+	return out
+}
+
+// The receiver loses everything (wiped); a window of log time replayed
+// from the archive brings back exactly the window's events, none from
+// outside it, with no pull from SLS.
+func TestReplaySpool_WindowFromArchive(t *testing.T) {
+	aw := newArchiveWorld(t, 31)
+	if err := aw.live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	pulls := aw.sls.Stats().Pulls
+	aw.hec.Reset()
+	out, err := runReplayCmd(t, aw.cfg, "--from-spool", "--sink", "hec",
+		"--from", aw.from.Format(time.RFC3339), "--to", aw.to.Format(time.RFC3339))
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	sameIDs(t, hecIDs(aw.hec), aw.inside)
+	if got := aw.sls.Stats().Pulls; got != pulls {
+		t.Errorf("the replay from the archive pulled from SLS: %d pulls before, %d after", pulls, got)
+	}
+	want := fmt.Sprintf(" archived segments, %d events, delivered %d, dead-lettered 0, missing none (aged out)", len(aw.inside), len(aw.inside))
+	if s := lastLine(out); !strings.HasPrefix(s, "replay: ") || !strings.Contains(s, want) || strings.Contains(s, "NOT REPLAYED") {
+		t.Errorf("summary %q, want %q", s, want)
+	}
+	if !strings.Contains(out, "the archive of sink hec") {
+		t.Errorf("start line does not name the archive: %q", out)
+	}
+}
+
+// Bad uses of --from-spool fail before anything is written, naming what is
+// wrong.
+func TestReplaySpool_BadArguments(t *testing.T) {
+	w := newWorld(t, 1, 0, 0, hectest.Options{})
+	cfg := w.config()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from-spool", "--from", "-1h", "--to", "now"}, "--sink required"},
+		{[]string{"--from-spool", "--sink", "nope", "--from", "-1h", "--to", "now"}, `--sink "nope": the config has no such sink`},
+		{[]string{"--from-spool", "--sink", "hec", "--to-sink", "nope", "--from", "-1h", "--to", "now"}, `--to-sink "nope"`},
+		{[]string{"--from-spool", "--sink", "hec", "--from", "-1h", "--to", "now"}, "has no archive"},
+		{[]string{"--source", testProject + "/" + testLogstore, "--to-sink", "hec", "--from", "-1h", "--to", "now"}, "--to-sink needs --from-spool"},
+		{[]string{"--from-spool", "--sink", "hec", "--query", "*", "--from", "-1h", "--to", "now"}, "does not apply to --from-spool"},
+	} {
+		_, err := runReplayCmd(t, cfg, tc.args...)
+		if err == nil || (!strings.Contains(err.Error(), tc.want) && !(err == errUsage && strings.Contains(tc.want, "required"))) {
+			t.Errorf("%v: got %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "replay")); err == nil {
+		t.Errorf("a refused replay wrote its data directory")
+	}
+}
+
+// A damaged archived segment: the replay names the damaged range (summary,
+// exit status 3) and delivers every other event of the window.
+func TestReplaySpool_CorruptSegment(t *testing.T) {
+	aw := newArchiveWorld(t, 32)
+	if err := aw.live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	dir := spoolDir(aw.cfg, "hec")
+	segs, err := spool.ReadArchive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spoil a payload byte in the middle of the first segment that holds
+	// the window.
+	var victim spool.ArchiveSegment
+	for _, s := range segs {
+		if s.LogMax >= aw.from.Unix() && s.LogMin < aw.to.Unix() {
+			victim = s
+			break
+		}
+	}
+	path := filepath.Join(dir, spool.ArchiveDirName, fmt.Sprintf("%012d.seg", victim.ID))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x5a
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aw.hec.Reset()
+	out, err := runReplayCmd(t, aw.cfg, "--from-spool", "--sink", "hec",
+		"--from", aw.from.Format(time.RFC3339), "--to", aw.to.Format(time.RFC3339))
+	var ec interface{ ExitCode() int }
+	if !errorsAs(err, &ec) || ec.ExitCode() != 3 {
+		t.Fatalf("got %v, want exit status 3", err)
+	}
+	summary := lastLine(out)
+	if !strings.Contains(summary, fmt.Sprintf("NOT REPLAYED: damaged: %012d.seg bytes [", victim.ID)) {
+		t.Fatalf("summary %q does not name the damaged range", summary)
+	}
+	got := hecIDs(aw.hec)
+	missing := 0
+	for _, id := range aw.inside {
+		if got[id] == 0 {
+			missing++
+		}
+	}
+	in := map[string]bool{}
+	for _, id := range aw.inside {
+		in[id] = true
+	}
+	for id := range got {
+		if !in[id] {
+			t.Errorf("event %s from outside the window replayed", id)
+		}
+	}
+	// One record (one pull of one shard: at most 10 groups of 100 logs
+	// here) is lost to the damage; the rest of the window arrives.
+	if missing == 0 || missing > 1000 {
+		t.Errorf("%d events of the window missing, want those of the damaged record only (1..1000)", missing)
+	}
+	t.Logf("summary: %s", summary)
+}
+
+func errorsAs(err error, target any) bool {
+	if err == nil {
+		return false
+	}
+	e, ok := err.(interface{ ExitCode() int })
+	if ok {
+		*(target.(*interface{ ExitCode() int })) = e
+	}
+	return ok
+}
+
+// The archive replay, run beside the live relay (no lock collision), is
+// killed with SIGKILL three times at random instants and run again each
+// time: it says it resumes, and every event of the window is delivered.
+func TestReplaySpool_Kill9Resumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary; skipped with -short")
+	}
+	bin := relayBinary(t)
+	t.Setenv("E2E_AK_SECRET", testAKSecret)
+	aw := newArchiveWorld(t, 33)
+	cfgPath := writeConfigFile(t, aw.world, aw.cfg.DataDir, 1000)
+	y, _ := os.ReadFile(cfgPath)
+	y = []byte(strings.Replace(string(y), "segment_bytes: 2MiB", "segment_bytes: 1MiB", 1) + "    spool: {retain: 24h}\n")
+	if err := os.WriteFile(cfgPath, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(aw.dir, "replay.log")
+	outPath := filepath.Join(aw.dir, "replay.out")
+	args := []string{"replay", "--config", cfgPath, "--from-spool", "--sink", "hec", "--tag", "--rate", "500",
+		"--from", aw.from.Format(time.RFC3339), "--to", aw.to.Format(time.RFC3339), "--progress-interval", "300ms"}
+	start := func() *exec.Cmd {
+		lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lf.Close()
+		of, err := os.OpenFile(outPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer of.Close()
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = of, lf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	rng := rand.New(rand.NewPCG(33, 3))
+	for i := range 3 {
+		cmd := start()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			t.Fatalf("replay %d ended before its kill (%v):\n%s", i+1, err, tail(logPath, 10))
+		case <-time.After(time.Duration(150+rng.IntN(400)) * time.Millisecond):
+		}
+		_ = cmd.Process.Signal(os.Kill) // SIGKILL, by PID
+		<-done
+	}
+	cmd := start()
+	finished := make(chan error, 1)
+	go func() { finished <- cmd.Wait() }()
+	select {
+	case err := <-finished:
+		if err != nil {
+			t.Fatalf("the last replay failed (%v):\n%s", err, tail(logPath, 20))
+		}
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the last replay did not finish:\n%s", tail(logPath, 20))
+	}
+	outText, _ := os.ReadFile(outPath)
+	if n := strings.Count(string(outText), "replay: resuming job "); n == 0 {
+		t.Errorf("no run said it was resuming:\n%s", outText)
+	}
+	if s := tail(outPath, 1); !strings.Contains(s, fmt.Sprintf("%d events, delivered %d, dead-lettered 0, missing none", len(aw.inside), len(aw.inside))) {
+		t.Errorf("summary %q", s)
+	}
+	replayed := map[string]int{}
+	for _, ev := range aw.hec.Events() {
+		if tag, _ := ev.Fields["replay"].(string); tag != "" {
+			replayed[eventID(ev.Event)]++
+		}
+	}
+	sameIDs(t, replayed, aw.inside)
+	dups := 0
+	for _, n := range replayed {
+		dups += n - 1
+	}
+	t.Logf("window %d events, replayed %d distinct, %d duplicates over 3 kills", len(aw.inside), len(replayed), dups)
+}
