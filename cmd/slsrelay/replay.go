@@ -54,8 +54,8 @@ type replayArgs struct {
 	query             string
 	logTime, tag      bool
 	progressEvery     time.Duration
-	progressJSON      bool // JSON progress lines even on a terminal
-	parallel          int  // shards read at once
+	progressJSON      bool   // JSON progress lines even on a terminal
+	parallel          int    // shards read at once
 	fromSpool         bool   // read the archive of sink (replay_spool.go)
 	toSink            string // with fromSpool: deliver there instead of sink
 }
