@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"slsrelay/deliver/hectest"
 	"slsrelay/ingest/slstest"
@@ -279,4 +284,52 @@ func TestReplaySpool_Kill9Resumes(t *testing.T) {
 		dups += n - 1
 	}
 	t.Logf("window %d events, replayed %d distinct, %d duplicates over 3 kills", len(aw.inside), len(replayed), dups)
+}
+
+// spool stat shows the archive (bytes, segments, oldest and newest receive
+// times) while the relay runs; the metrics export its bytes, oldest time
+// and evictions.
+func TestReplaySpool_StatAndMetrics(t *testing.T) {
+	aw := newArchiveWorld(t, 34)
+	st, err := spool.InspectArchive(spoolDir(aw.cfg, "hec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch(context.Background(), []string{"spool", "stat", "--data-dir", aw.cfg.DataDir}, &out, &errb); code != 0 {
+		t.Fatalf("spool stat = %d: %s", code, errb.String())
+	}
+	t.Logf("spool stat:\n%s", out.String())
+	row := fmt.Sprintf(`^hec\s.*\s%s\s+%d\s+%s\s+%s\s`, regexp.QuoteMeta(humanBytes(st.Bytes)), st.Segments,
+		st.Oldest.UTC().Format(time.RFC3339), st.Newest.UTC().Format(time.RFC3339))
+	if !strings.Contains(out.String(), "ARCHIVE-SEGMENTS") || !regexpLine(out.String(), row) {
+		t.Fatalf("spool stat does not show the archive (want a row matching %s):\n%s", row, out.String())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(relayCollector{aw.live.r})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				got[mf.GetName()] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				got[mf.GetName()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	live := aw.live.r.spools[0].Stats().Archive
+	if got["slsrelay_archive_bytes"] != float64(live.Bytes) || live.Bytes == 0 {
+		t.Errorf("slsrelay_archive_bytes = %v, want %d", got["slsrelay_archive_bytes"], live.Bytes)
+	}
+	if o := got["slsrelay_archive_oldest_timestamp_seconds"]; o < float64(live.Oldest.Unix()) || o > float64(live.Oldest.Unix()+1) {
+		t.Errorf("slsrelay_archive_oldest_timestamp_seconds = %v, want %v", o, live.Oldest)
+	}
+	if _, ok := got["slsrelay_archive_evictions_total"]; !ok {
+		t.Errorf("slsrelay_archive_evictions_total missing")
+	}
 }
