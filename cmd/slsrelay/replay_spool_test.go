@@ -333,3 +333,22 @@ func TestReplaySpool_StatAndMetrics(t *testing.T) {
 		t.Errorf("slsrelay_archive_evictions_total missing")
 	}
 }
+
+// sinks[].spool.retain and retain_bytes parse into the sink's spool
+// options; negative values are refused, named.
+func TestConfig_SinkRetain(t *testing.T) {
+	base := "data_dir: /tmp/x\nsls: {endpoint: cn-hangzhou.log.aliyuncs.com, access_key_id: a, access_key_secret: b}\n" +
+		"sources: [{project: p, logstore: l}]\nsinks:\n  - type: file\n    file: {path: /tmp/x/out.jsonl}\n"
+	c, err := ParseConfig(strings.NewReader(base+"    spool: {retain: 24h, retain_bytes: 20GiB}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sinkSpoolOptions(c, c.Sinks[0], nil)
+	if o.Retain != 24*time.Hour || o.RetainBytes != 20<<30 {
+		t.Fatalf("retain %v, retain_bytes %d", o.Retain, o.RetainBytes)
+	}
+	_, err = ParseConfig(strings.NewReader(base+"    spool: {retain: -1h}\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "spool.retain") {
+		t.Fatalf("got %v, want the negative retain named", err)
+	}
+}
