@@ -118,8 +118,10 @@ func (rr *replayRun) readArchive(ctx context.Context) error {
 }
 
 // archiveBatch is how many records are spooled between progress commits
-// (what a kill can make the resumed job send again).
-const archiveBatch = 32
+// (what a kill can make the resumed job send again): one, as live ingest
+// commits every pull, so that a kill re-sends at most one archived record
+// besides the one in flight.
+const archiveBatch = 1
 
 func (rr *replayRun) readSegment(ctx context.Context, st *replayShard) error {
 	seg, ok := rr.archSegs[st.p.Shard]
