@@ -149,8 +149,9 @@ type archive struct {
 	syncFile    func(*os.File) error
 	log         *slog.Logger
 
-	mu    sync.Mutex
-	segs  []ArchiveSegment // by ID
+	evictMu sync.Mutex // one eviction at a time (both lanes evict)
+	mu      sync.Mutex
+	segs    []ArchiveSegment // by ID
 	next  int64
 	bytes int64
 
@@ -544,6 +545,8 @@ func (a *archive) enforce(now time.Time) {
 // evictOldest removes the oldest archived segment (index first); false if
 // the archive is empty or the removal failed.
 func (a *archive) evictOldest(why string) bool {
+	a.evictMu.Lock()
+	defer a.evictMu.Unlock()
 	a.mu.Lock()
 	if len(a.segs) == 0 {
 		a.mu.Unlock()

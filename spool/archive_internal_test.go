@@ -324,3 +324,66 @@ func TestArchive_CorruptSegmentNamedRestRead(t *testing.T) {
 	}
 	t.Logf("named: %s", damage[0])
 }
+
+// The two lanes of a sink share one archive: segments of both arrive in
+// it, numbered apart, and turning the archive off removes the staging
+// links a previous run left.
+func TestArchive_LanesShareOneArchive(t *testing.T) {
+	dir := t.TempDir()
+	o := iopts(t)
+	o.Retain = 24 * time.Hour * 365 * 100
+	l, err := OpenLanes(dir, o, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.lanes[1] == nil || l.lanes[1].arch != l.lanes[0].arch {
+		t.Fatal("the second lane has an archive of its own")
+	}
+	next := 0
+	for _, sp := range l.lanes {
+		for range 30 {
+			if err := sp.Put(ictx(t), arec(next)); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+		if err := sp.Sync(ictx(t)); err != nil {
+			t.Fatal(err)
+		}
+		drainAll(t, sp)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := archived(t, dir)
+	slices.Sort(got)
+	var lane0, lane1 int
+	for _, i := range got {
+		if i < 30 {
+			lane0++
+		} else {
+			lane1++
+		}
+	}
+	if lane0 == 0 || lane1 == 0 || len(slices.Compact(slices.Clone(got))) != len(got) {
+		t.Fatalf("archive holds %v: want records of both lanes, once each", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, LaneDirName, ArchiveDirName)); err == nil {
+		t.Fatal("the second lane made an archive directory of its own")
+	}
+	// Off: the staging links of both lanes go, the archive stays.
+	o.Retain = 0
+	l2, err := OpenLanes(dir, o, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	for _, d := range []string{dir, filepath.Join(dir, LaneDirName)} {
+		if _, err := os.Stat(filepath.Join(d, archiveStagingDir)); err == nil {
+			t.Errorf("%s: staging links left with the archive off", d)
+		}
+	}
+	if again, _ := archived(t, dir); len(again) != len(got) {
+		t.Errorf("archive changed when turned off: %d records, had %d", len(again), len(got))
+	}
+}

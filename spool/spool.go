@@ -206,6 +206,11 @@ func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 			return nil, err
 		}
 	}
+	if s.arch == nil {
+		// The archive is off (or was turned off): links a previous run took
+		// for it only hold disk (diskqueue.go).
+		os.RemoveAll(filepath.Join(dir, archiveStagingDir))
+	}
 	if err = s.reload(nil); err != nil {
 		return nil, err
 	}
