@@ -152,8 +152,8 @@ type archive struct {
 	evictMu sync.Mutex // one eviction at a time (both lanes evict)
 	mu      sync.Mutex
 	segs    []ArchiveSegment // by ID
-	next  int64
-	bytes int64
+	next    int64
+	bytes   int64
 
 	evictions, evictedBytes atomic.Int64
 }
