@@ -110,6 +110,9 @@ type ArchiveDamage struct {
 	// received between them.
 	After  time.Time `json:"after"`
 	Before time.Time `json:"before"`
+	// Data holds the damaged bytes (for Lanes.QuarantineArchived); not
+	// kept in the index.
+	Data []byte `json:"-"`
 }
 
 func (d ArchiveDamage) String() string {
@@ -451,7 +454,7 @@ func scanArchiveFrames(path string, from int64, maxRecord int32, frame func(b []
 			if end < 0 {
 				end = int64(len(data))
 			}
-			d := ArchiveDamage{Segment: name, Offset: off, Length: end - off, After: last}
+			d := ArchiveDamage{Segment: name, Offset: off, Length: end - off, After: last, Data: data[off:end]}
 			var ce *CorruptError
 			if errors.As(err, &ce) {
 				d.Reason = ce.Reason
@@ -506,7 +509,7 @@ func ReadArchiveSegment(spoolDir string, seg ArchiveSegment, from, logFrom, logT
 		if err != nil {
 			h, _ := parseHeader(b)
 			damaged(ArchiveDamage{Segment: filepath.Base(path), Offset: off, Length: next - off,
-				Reason: fmt.Sprintf("record seq %d does not decode: %v", h.seq, err), After: h.receivedAt, Before: h.receivedAt})
+				Reason: fmt.Sprintf("record seq %d does not decode: %v", h.seq, err), After: h.receivedAt, Before: h.receivedAt, Data: b})
 			return fn(ArchivedRecord{Offset: off, Next: next})
 		}
 		return fn(ArchivedRecord{Record: r, Offset: off, Next: next})
@@ -600,4 +603,12 @@ func (a *archive) stats() ArchiveStats {
 	st.Evictions = a.evictions.Load()
 	st.EvictedBytes = a.evictedBytes.Load()
 	return st
+}
+
+// QuarantineArchived stores the bytes of a damaged region of an archived
+// segment (found by ReadArchiveSegment) in the dead-letter queue, as
+// corrupt bytes of segment "archive/<name>" with the reason, counted like
+// corruption found in the spool: evidence kept, the region named.
+func (l *Lanes) QuarantineArchived(d ArchiveDamage) error {
+	return l.lanes[0].quarantine(ArchiveDirName+"/"+d.Segment, d.Offset, d.Data, "archived segment: "+d.Reason)
 }

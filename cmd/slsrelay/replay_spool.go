@@ -195,10 +195,18 @@ func (rr *replayRun) readSegment(ctx context.Context, st *replayShard) error {
 }
 
 // archiveDamaged names a region of an archived segment that does not read,
-// loudly and durably; the rest of the segment is read on.
+// loudly and durably, and quarantines its bytes in the job's dead-letter
+// queue (spool dump shows them); the rest of the segment is read on.
 func (rr *replayRun) archiveDamaged(id int, d spool.ArchiveDamage) {
 	rr.log.Error("DATA MISSING: an archived segment is damaged; its other records are replayed",
 		slog.Int("archive_segment", id), slog.String("damage", d.String()))
+	if len(d.Data) > 0 {
+		for _, sp := range rr.r.spools {
+			if err := sp.QuarantineArchived(d); err != nil {
+				rr.log.Warn("could not quarantine the damaged bytes", slog.Any("err", err))
+			}
+		}
+	}
 	g := checkpoint.Gap{Key: checkpoint.ShardKey{Project: archiveJobProject, Logstore: rr.arch.sink, Shard: id},
 		From: d.After, To: d.Before, Reason: archiveDamagedReason + "damaged: " + d.String()}
 	if g.To.Before(g.From) {

@@ -167,6 +167,22 @@ func TestReplaySpool_CorruptSegment(t *testing.T) {
 	if !strings.Contains(summary, fmt.Sprintf("NOT REPLAYED: damaged: %012d.seg bytes [", victim.ID)) {
 		t.Fatalf("summary %q does not name the damaged range", summary)
 	}
+	// The damaged bytes are quarantined in the job's dead-letter queue.
+	jobs, _ := filepath.Glob(filepath.Join(aw.cfg.DataDir, "replay", "*", "spool", "hec"))
+	quarantined := 0
+	for _, j := range jobs {
+		for dl, err := range spool.ReadDeadLetters(j) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dl.Record == nil && dl.Segment == fmt.Sprintf("archive/%012d.seg", victim.ID) && len(dl.Raw) > 0 {
+				quarantined++
+			}
+		}
+	}
+	if quarantined != 1 {
+		t.Errorf("%d quarantined entries of the damaged archived segment in the job's dead-letter queue, want 1", quarantined)
+	}
 	got := hecIDs(aw.hec)
 	missing := 0
 	for _, id := range aw.inside {
