@@ -14,7 +14,7 @@ import (
 	"slsrelay/spool"
 )
 
-// Scenario 24: archive replay. A live relay with an archive on its sink
+// Scenario 25: archive replay. A live relay with an archive on its sink
 // delivers a backlog and keeps delivering new logs; a window of log time is
 // replayed from the archive (--from-spool) into a second receiver while the
 // live relay runs, and the replay is killed with SIGKILL at random instants
@@ -188,7 +188,7 @@ func TestChaos_ArchiveReplay(t *testing.T) {
 	// Per kill: the archived record read but not yet committed, and the
 	// record in flight to the sink.
 	bound := kills * 2 * chaosMaxFetch * chaosPerGroup
-	report(t, chaosRow{ID: 24, Name: "archive replay",
+	report(t, chaosRow{ID: 25, Name: "archive replay",
 		Load: fmt.Sprintf("%d shards; a window of %d events (%d-log groups) between backlogs outside it, delivered by a live relay with `spool: %s` and archived; the live relay keeps delivering %s during the replay",
 			chaosShards, len(inside), chaosPerGroup, retain, chaosLoad),
 		Faults: fmt.Sprintf("%d × kill -9 of `slsrelay replay --from-spool --sink hec0 --to-sink hec1 --rate %d` at a random instant 0.2–1.2s after each start (%d landed while it ran), the same command run again each time, beside the live relay",
