@@ -368,3 +368,71 @@ func TestConfig_SinkRetain(t *testing.T) {
 		t.Fatalf("got %v, want the negative retain named", err)
 	}
 }
+
+// A small retain_bytes under steady load, then the SIEM down while logs
+// keep coming: the archive stays under its bound (oldest evicted first,
+// counted), the records waiting for the SIEM are never evicted, and once
+// it is back every event arrives: lost 0.
+func TestReplaySpool_SIEMDownArchiveBounded(t *testing.T) {
+	w := newWorld(t, 2, 0, 0, hectest.Options{})
+	gen := slstest.NewGenerator(slstest.KindAudit, 35)
+	cfg := w.config()
+	cfg.Spool.SegmentBytes = 1 << 20
+	cfg.Sources[0].MaxFetchGroups = 10
+	const bound = 2 << 20
+	cfg.Sinks[0].Spool = SinkSpoolConfig{Retain: Duration(24 * time.Hour), RetainBytes: bound}
+	live := startRelay(t, cfg, nil)
+	sp := live.r.spools[0]
+	var ids []string
+	for range 12 { // steady load, delivered
+		ids = append(ids, appendIDs(t, w.sls, gen, 20, 100)...)
+		waitFor(t, time.Minute, "delivery", func() bool { n, _, _ := received(w.hec); return n == len(ids) })
+		if st := sp.Stats().Archive; st.Bytes > bound {
+			t.Fatalf("archive %d bytes over retain_bytes %d", st.Bytes, bound)
+		}
+	}
+	before := sp.Stats().Archive
+	if before.Evictions == 0 {
+		t.Fatalf("no eviction under steady load: %+v", before)
+	}
+	oldest := before.Oldest
+	// The SIEM goes down; logs keep coming and wait in the spool.
+	w.hec.SetFault(hectest.Fault{Down: true})
+	held := appendIDs(t, w.sls, gen, 60, 100)
+	ids = append(ids, held...)
+	waitFor(t, time.Minute, "the outage's logs in the spool", func() bool {
+		return spooledLogs(live) >= len(ids)
+	})
+	during := sp.Stats()
+	if during.Archive.Bytes > bound {
+		t.Fatalf("archive %d bytes over retain_bytes %d during the outage", during.Archive.Bytes, bound)
+	}
+	if !during.Archive.Oldest.IsZero() && during.Archive.Oldest.Before(oldest) {
+		t.Fatalf("archive's oldest moved back: %v before %v", during.Archive.Oldest, oldest)
+	}
+	w.hec.SetFault(hectest.Fault{})
+	waitFor(t, 2*time.Minute, "every event after the outage", func() bool { n, _, _ := received(w.hec); return n == len(ids) })
+	if err := live.stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := hecIDs(w.hec)
+	for _, id := range ids {
+		if got[id] == 0 {
+			t.Fatalf("event %s lost", id)
+		}
+	}
+	after, _ := spool.InspectArchive(spoolDir(cfg, "hec"))
+	if after.Bytes > bound {
+		t.Fatalf("archive %d bytes over retain_bytes %d", after.Bytes, bound)
+	}
+	t.Logf("archive before the outage %+v; after %+v; %d events, lost 0", before, after, len(ids))
+}
+
+// spooledLogs counts the logs the relay's ingest has spooled.
+func spooledLogs(r *running) int {
+	n := 0
+	for _, w := range r.r.ingest.Workers() {
+		n += int(w.Stats().Logs)
+	}
+	return n
+}
