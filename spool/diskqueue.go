@@ -45,6 +45,9 @@ var dqRecognised = []string{
 	"d.handleReadError()", "os.Rename(badFn, badRenameFn)",
 	// persistMetaData: the metadata temporary, written then renamed
 	"tmpFileName := fmt.Sprintf(", "os.Rename(tmpFileName, fileName)",
+	// moveForward deletes a segment once its reader has passed it: the
+	// archive (archive.go) takes a segment whose name is gone as read
+	"oldReadFileNum != d.nextReadFileNum", "err := os.Remove(fn)",
 }
 
 // Fragments of go-diskqueue's log format strings (classify).

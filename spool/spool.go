@@ -8,6 +8,14 @@
 // records, recovery of every synced record after a crash (its own scan of
 // the segments, which rewrites diskqueue's metadata before diskqueue opens),
 // salvage of corrupt segments, and a dead-letter queue.
+//
+// With Options.Retain or RetainBytes, delivered segments are kept in an
+// archive beside the spool instead of being deleted, for a replay from the
+// relay's own disk. go-diskqueue is not patched for it: the spool hard-links
+// each complete segment when go-diskqueue rolls past it and moves the link
+// into the archive once go-diskqueue has deleted the segment; archive.go
+// explains the choice, the index, and the eviction, which never touches an
+// undelivered record.
 package spool
 
 import (
