@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -160,7 +161,7 @@ func TestReplaySpool_CorruptSegment(t *testing.T) {
 	out, err := runReplayCmd(t, aw.cfg, "--from-spool", "--sink", "hec",
 		"--from", aw.from.Format(time.RFC3339), "--to", aw.to.Format(time.RFC3339))
 	var ec interface{ ExitCode() int }
-	if !errorsAs(err, &ec) || ec.ExitCode() != 3 {
+	if !errors.As(err, &ec) || ec.ExitCode() != 3 {
 		t.Fatalf("got %v, want exit status 3", err)
 	}
 	summary := lastLine(out)
@@ -205,17 +206,6 @@ func TestReplaySpool_CorruptSegment(t *testing.T) {
 		t.Errorf("%d events of the window missing, want those of the damaged record only (1..1000)", missing)
 	}
 	t.Logf("summary: %s", summary)
-}
-
-func errorsAs(err error, target any) bool {
-	if err == nil {
-		return false
-	}
-	e, ok := err.(interface{ ExitCode() int })
-	if ok {
-		*(target.(*interface{ ExitCode() int })) = e
-	}
-	return ok
 }
 
 // The archive replay, run beside the live relay (no lock collision), is
