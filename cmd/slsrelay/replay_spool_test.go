@@ -99,6 +99,9 @@ func TestReplaySpool_WindowFromArchive(t *testing.T) {
 	if !strings.Contains(out, "the archive of sink hec") {
 		t.Errorf("start line does not name the archive: %q", out)
 	}
+	if !strings.Contains(out, `"replay":"archive_hec_`) || !strings.Contains(out, `"percent":100`) {
+		t.Errorf("no JSON progress line reaching 100%% in %q", out)
+	}
 }
 
 // Bad uses of --from-spool fail before anything is written, naming what is
