@@ -320,13 +320,70 @@ func (a *archive) add(path, segment string) error {
 	return nil
 }
 
-// index scans archived segment id, verifying every frame, and writes its
-// index durably.
+// index reads the record headers of archived segment id and writes its
+// index durably. It hops from header to header (one small read per record:
+// it runs on the delivery loop's path); only a segment whose headers do not
+// chain up is read whole, verifying every frame, to find and name the
+// damage. A reader checks every record's CRC anyway.
 func (a *archive) index(id int64, segment string) (ArchiveSegment, error) {
+	path := archSegPath(a.dir, id)
+	ix, err := a.scanIndex(id, segment, path, true)
+	if errors.Is(err, errHeadersBroken) {
+		ix, err = a.scanIndex(id, segment, path, false)
+	}
+	if err != nil {
+		return ix, fmt.Errorf("index archived segment %d: %w", id, err)
+	}
+	return ix, a.writeIndex(ix)
+}
+
+var errHeadersBroken = errors.New("record headers do not chain up")
+
+// hopHeaders calls frame with the header (strings included) of each frame
+// of path; errHeadersBroken when a header is not valid.
+func hopHeaders(path string, maxRecord int32, frame func(hdr []byte, off int64) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	buf := make([]byte, 4+fixedHeaderBytes, 4+fixedHeaderBytes+4*65535)
+	for off := int64(0); off < size; {
+		if off+4+fixedHeaderBytes > size {
+			return errHeadersBroken
+		}
+		buf = buf[:4+fixedHeaderBytes]
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return fmt.Errorf("read header: %w", err)
+		}
+		l := int64(binary.BigEndian.Uint32(buf))
+		h, herr := parseHeader(buf[4:])
+		if herr != nil || l > int64(maxRecord) || int64(h.hdrLen+h.storedLen) != l || off+4+l > size {
+			return errHeadersBroken
+		}
+		if h.hdrLen > fixedHeaderBytes { // the strings
+			buf = buf[:4+h.hdrLen]
+			if _, err := f.ReadAt(buf[4+fixedHeaderBytes:], off+4+fixedHeaderBytes); err != nil {
+				return fmt.Errorf("read header: %w", err)
+			}
+		}
+		if err := frame(buf[4:4+h.hdrLen], off); err != nil {
+			return err
+		}
+		off += 4 + l
+	}
+	return nil
+}
+
+func (a *archive) scanIndex(id int64, segment, path string, hop bool) (ArchiveSegment, error) {
 	ix := ArchiveSegment{ID: id, Segment: segment, Archived: time.Now().UTC(), LogMin: -1}
 	srcs := map[[2]string]map[int]bool{}
-	path := archSegPath(a.dir, id)
-	err := scanArchiveFrames(path, 0, a.maxRecord, func(b []byte, off int64) error {
+	each := func(b []byte, off int64) error {
 		h, err := parseHeader(b)
 		if err != nil {
 			return err
@@ -356,12 +413,19 @@ func (a *archive) index(id int64, segment string) (ArchiveSegment, error) {
 		}
 		srcs[k][m.shard] = true
 		return nil
-	}, func(d ArchiveDamage) {
-		ix.Damaged = append(ix.Damaged, d)
-		a.log.Warn("archived segment has a damaged region; the replay skips it", "damage", d.String())
-	})
+	}
+	var err error
+	if hop {
+		err = hopHeaders(path, a.maxRecord, each)
+	} else {
+		err = scanArchiveFrames(path, 0, a.maxRecord, each, func(d ArchiveDamage) {
+			d.Data = nil
+			ix.Damaged = append(ix.Damaged, d)
+			a.log.Warn("archived segment has a damaged region; the replay skips it", "damage", d.String())
+		})
+	}
 	if err != nil {
-		return ix, fmt.Errorf("index archived segment %d: %w", id, err)
+		return ix, err
 	}
 	if ix.LogMin < 0 {
 		ix.LogMin = 0
@@ -380,11 +444,18 @@ func (a *archive) index(id int64, segment string) (ArchiveSegment, error) {
 	slices.SortFunc(ix.Sources, func(x, y ArchiveSource) int {
 		return strings.Compare(x.Project+"/"+x.Logstore, y.Project+"/"+y.Logstore)
 	})
+	return ix, nil
+}
+
+// writeIndex writes ix beside its segment: tmp file, fsync, rename,
+// directory fsync.
+func (a *archive) writeIndex(ix ArchiveSegment) error {
+	id := ix.ID
 	b, _ := json.Marshal(ix) // cannot fail
 	tmp := archIdxPath(a.dir, id) + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return ix, fmt.Errorf("write archive index: %w", err)
+		return fmt.Errorf("write archive index: %w", err)
 	}
 	_, err = f.Write(b)
 	if err == nil {
@@ -401,9 +472,9 @@ func (a *archive) index(id int64, segment string) (ArchiveSegment, error) {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return ix, fmt.Errorf("write archive index: %w", err)
+		return fmt.Errorf("write archive index: %w", err)
 	}
-	return ix, nil
+	return nil
 }
 
 // recordMeta is the part of a record header the index needs.

@@ -387,3 +387,49 @@ func TestArchive_LanesShareOneArchive(t *testing.T) {
 		t.Errorf("archive changed when turned off: %d records, had %d", len(again), len(got))
 	}
 }
+
+// An archived segment whose record headers do not chain up (a damaged
+// frame length) and whose index a crash lost is indexed at Open by a full
+// scan, the damaged region in the index; the reader returns the rest.
+func TestArchive_IndexNamesBrokenHeaders(t *testing.T) {
+	dir := t.TempDir()
+	o := iopts(t)
+	o.Retain = 24 * time.Hour * 365 * 100
+	s := openHooks(t, dir, o, defaultHooks())
+	for i := range 40 {
+		if err := s.Put(ictx(t), arec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sync(ictx(t)); err != nil {
+		t.Fatal(err)
+	}
+	drainAll(t, s)
+	s.Close()
+	segs, _ := ReadArchive(dir)
+	seg := segs[0]
+	path := archSegPath(archiveDir(dir), seg.ID)
+	b, _ := os.ReadFile(path)
+	fr := frameOffsets(b)
+	b[fr[1]] = 0x7f // frame 1's length far out of range
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(archIdxPath(archiveDir(dir), seg.ID)); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openHooks(t, dir, o, defaultHooks())
+	defer s2.Close()
+	segs2, _ := ReadArchive(dir)
+	if len(segs2) != len(segs) || segs2[0].ID != seg.ID {
+		t.Fatalf("after reopen the archive lists %d segments, had %d", len(segs2), len(segs))
+	}
+	ix := segs2[0]
+	if len(ix.Damaged) != 1 || ix.Damaged[0].Offset != fr[1] || ix.Damaged[0].Length != fr[2]-fr[1] || ix.Records != seg.Records-1 {
+		t.Fatalf("index %+v, want the damaged frame [%d, %d) named and %d records", ix, fr[1], fr[2], seg.Records-1)
+	}
+	got, damage := archived(t, dir)
+	if len(damage) != 1 || slices.Contains(got, 1) || !slices.Contains(got, 0) || !slices.Contains(got, 2) {
+		t.Fatalf("read %v with damage %v", got, damage)
+	}
+}
