@@ -40,7 +40,7 @@ func TestSlsbench_Archive(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	summary := lines[len(lines)-1]
-	if !strings.Contains(summary, "archive replay ") || strings.Contains(summary, "archive replay n/a") {
+	if !strings.Contains(summary, "from archive ") || strings.Contains(summary, "from archive n/a") {
 		t.Fatalf("summary %q lacks the archive replay rate", summary)
 	}
 	b, err := os.ReadFile(rep)

@@ -9,7 +9,7 @@
 //
 // The last line printed is the summary, also the report's first line:
 //
-//	bench: e2e E events/s, ceiling C events/s, syslog-ng P events/s, spool/dd R, drain D MB/s, replay Y events/s, archive replay A events/s, max RSS M MiB
+//	bench: e2e E events/s, ceiling C events/s, syslog-ng P events/s, spool/dd R, drain D MB/s, replay Y events/s, from archive A events/s, max RSS M MiB
 package main
 
 import (

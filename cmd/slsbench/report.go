@@ -136,7 +136,7 @@ func (r *report) summary() string {
 	if m := r.maxRSS(); m > 0 {
 		rss = fmt.Sprintf("%.0f", mib(m))
 	}
-	return fmt.Sprintf("%se2e %s events/s, ceiling %s events/s, syslog-ng %s events/s, spool/dd %s, drain %s MB/s, replay %s events/s, archive replay %s events/s, max RSS %s MiB",
+	return fmt.Sprintf("%se2e %s events/s, ceiling %s events/s, syslog-ng %s events/s, spool/dd %s, drain %s MB/s, replay %s events/s, from archive %s events/s, max RSS %s MiB",
 		summaryPrefix, num(r.e2eRate(), "%.0f"), num(r.ceilingRate(), "%.0f"), num(r.peerRate(), "%.0f"),
 		num(r.spoolRatio(), "%.2f"), num(r.drainRate(), "%.0f"), num(r.replayRate(), "%.0f"), num(r.archiveReplayRate(), "%.0f"), rss)
 }
