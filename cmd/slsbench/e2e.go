@@ -188,7 +188,7 @@ func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration,
 	if err != nil {
 		return res, err
 	}
-	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, "relay.log"), 250*time.Millisecond)
+	p, err := startRelay(b.relayBin, cfg, filepath.Join(dir, "relay.log"), 250*time.Millisecond, b.profileArgs(name)...)
 	if err != nil {
 		return res, err
 	}

@@ -44,6 +44,7 @@ type options struct {
 	only         map[string]bool
 	syslogNGRoot string
 	latencyFor   time.Duration
+	latencyRate  float64
 	memWindow    time.Duration
 	profileDir   string
 	selfProfile  string
@@ -127,6 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	srcExtra := fs.String("source-extra", "", "experiments: semicolon-separated 'key: value' lines added to the source's config")
 	fs.DurationVar(&o.memWindow, "mem-window", 8*time.Second, "how long the memory benchmark samples RSS once the shards are assigned")
 	fs.DurationVar(&o.latencyFor, "latency-for", 8*time.Second, "how long the half-load latency run writes")
+	fs.Float64Var(&o.latencyRate, "latency-rate", 0, "experiments: the latency run's rate in events/s instead of half the e2e median (0: half the e2e median)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -344,6 +346,9 @@ func (b *bench) benchE2E(ctx context.Context, rep *report) error {
 		}
 	}
 	rate := 0.5 * median(pluck(rep.e2e, func(r e2eResult) float64 { return r.EventsPerSec }))
+	if b.opts.latencyRate > 0 {
+		rate = b.opts.latencyRate
+	}
 	for i := 0; i < b.opts.runs; i++ {
 		r, err := b.runLatency(ctx, rate, b.opts.latencyFor, i)
 		if err != nil {
