@@ -7,7 +7,10 @@ CPU       ?=
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 3s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit's time, not the clock's: the same commit builds the same binary.
+DATE      ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 BIN       := bin/slsrelay
 FPBIN     := bin/slsrelay-failpoints
 CHAOS_RUN ?= TestChaos
@@ -37,7 +40,9 @@ build-failpoints:
 CHAOS_SHORT ?= 1
 test: build $(if $(CHAOS_SHORT),build-failpoints)
 	$(GO) vet $(PKGS)
+	$(GO) -C bench vet ./...
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) -skip '^TestChaos_' $(PKGS)
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) -C bench test $(RACE) -timeout $(TIMEOUT) ./...
 	$(if $(CHAOS_SHORT),SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout $(TIMEOUT) -run '^TestChaos_' ./cmd/slsrelay)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
 
@@ -56,12 +61,13 @@ chaos: build-failpoints
 demo: build
 	./$(BIN) demo
 
-# The seven benchmarks of docs/PERFORMANCE.md (cmd/slsbench, a tool of its
-# own, not in the relay binary): rewrites the report and its plot and prints
-# the summary line last. BENCH_FLAGS adds flags, e.g. '-runs 1 -only e2e'.
+# The seven benchmarks of docs/PERFORMANCE.md (bench/cmd/slsbench, a module
+# of its own so that its plotting dependencies stay out of the relay's):
+# rewrites the report and its plot and prints the summary line last.
+# BENCH_FLAGS adds flags, e.g. '-runs 1 -only e2e'.
 BENCH_FLAGS ?=
 bench: build
-	$(GO) build -o bin/slsbench ./cmd/slsbench
+	$(GO) -C bench build -o $(CURDIR)/bin/slsbench ./cmd/slsbench
 	bin/slsbench -relay $(CURDIR)/$(BIN) -runs 3 -events 1000000 -report docs/PERFORMANCE.md $(BENCH_FLAGS)
 
 # The packages' go test -bench micro-benchmarks.
