@@ -21,7 +21,7 @@ CHAOS_REPORT ?= docs/RELIABILITY.md
 # its row.
 CHAOS_ROWS ?= docs/reliability
 
-.PHONY: all build build-failpoints test chaos chaos-short demo bench bench-micro fuzz lint clean
+.PHONY: all build build-failpoints test chaos chaos-short demo bench bench-micro fuzz lint vulncheck clean image release third-party
 
 all: build
 
@@ -86,7 +86,51 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) -C bench vet ./...
+	$(GO) mod tidy -diff
+	$(GO) -C bench mod tidy -diff
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+	@if command -v hadolint >/dev/null; then hadolint Dockerfile; else echo "hadolint not installed; skipped (deploy/ TestDockerfile checks the image's rules)"; fi
+
+# Known vulnerabilities in the code paths the relay calls. Not part of lint:
+# govulncheck needs its vulnerability database from the network
+# (GOVULNDB, default vuln.go.dev), which not every build machine reaches.
+GOVULNCHECK ?= $(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0
+vulncheck:
+	$(GOVULNCHECK) ./...
+
+# docs/THIRD_PARTY.md, the licences of every module compiled into the
+# relay, regenerated from the module graph (deploy/thirdparty_test.go; the
+# same test fails in make test when the committed file is stale).
+third-party:
+	$(GO) test -count=1 -run '^TestThirdPartyLicences$$' ./deploy -update
+
+# The container image (Dockerfile). CONTAINER=podman works too.
+CONTAINER ?= docker
+IMAGE     ?= slsrelay:$(VERSION)
+image:
+	$(CONTAINER) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
+
+# Release archives in dist/: slsrelay_<version>_linux_<arch>.tar.gz with the
+# static binary (version, commit and date stamped in), LICENSE, README,
+# docs/THIRD_PARTY.md and the systemd unit; a CycloneDX SBOM of each binary;
+# SHA256SUMS over all of them. Reproducible: -trimpath, the commit's date,
+# sorted tar entries with fixed owners and times.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+DIST      ?= dist
+CYCLONEDX ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+release:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; name=slsrelay_$(VERSION)_$${os}_$${arch}; dir=$(DIST)/$$name; \
+	  echo "release $$name"; mkdir -p $$dir; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$dir/slsrelay ./cmd/slsrelay; \
+	  cp LICENSE README.md docs/THIRD_PARTY.md deploy/systemd/slsrelay.service $$dir/; \
+	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -czf $(DIST)/$$name.tar.gz $$name; \
+	  $(CYCLONEDX) bin -json -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
+	  rm -rf $$dir; \
+	done
+	cd $(DIST) && sha256sum *.tar.gz *.cdx.json > SHA256SUMS && cat SHA256SUMS
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)
