@@ -41,8 +41,10 @@ CHAOS_SHORT ?= 1
 test: build $(if $(CHAOS_SHORT),build-failpoints)
 	$(GO) vet $(PKGS)
 	$(GO) -C bench vet ./...
+	$(GO) -C deploy vet ./...
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) -skip '^TestChaos_' $(PKGS)
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) -C bench test $(RACE) -timeout $(TIMEOUT) ./...
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) -C deploy test -timeout $(TIMEOUT) ./...
 	$(if $(CHAOS_SHORT),SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout $(TIMEOUT) -run '^TestChaos_' ./cmd/slsrelay)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
 
@@ -87,8 +89,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) -C bench vet ./...
+	$(GO) -C deploy vet ./...
 	$(GO) mod tidy -diff
 	$(GO) -C bench mod tidy -diff
+	$(GO) -C deploy mod tidy -diff
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
 	@if command -v hadolint >/dev/null; then hadolint Dockerfile; else echo "hadolint not installed; skipped (deploy/ TestDockerfile checks the image's rules)"; fi
 
@@ -103,7 +107,7 @@ vulncheck:
 # relay, regenerated from the module graph (deploy/thirdparty_test.go; the
 # same test fails in make test when the committed file is stale).
 third-party:
-	$(GO) test -count=1 -run '^TestThirdPartyLicences$$' ./deploy -update
+	$(GO) -C deploy test -count=1 -run '^TestThirdPartyLicences$$' . -update
 
 # The container image (Dockerfile). CONTAINER=podman works too.
 CONTAINER ?= docker
@@ -127,7 +131,7 @@ release:
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$dir/slsrelay ./cmd/slsrelay; \
 	  cp LICENSE README.md docs/THIRD_PARTY.md deploy/systemd/slsrelay.service $$dir/; \
 	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -czf $(DIST)/$$name.tar.gz $$name; \
-	  $(CYCLONEDX) bin -json -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
+	  $(CYCLONEDX) bin -json -noserial -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
 	  rm -rf $$dir; \
 	done
 	cd $(DIST) && sha256sum *.tar.gz *.cdx.json > SHA256SUMS && cat SHA256SUMS
