@@ -62,8 +62,9 @@ type spec struct {
 		TargetPort any    `yaml:"targetPort"`
 	} `yaml:"ports"`
 	// PodDisruptionBudget
-	MaxUnavailable any `yaml:"maxUnavailable"`
-	MinAvailable   any `yaml:"minAvailable"`
+	MaxUnavailable             any    `yaml:"maxUnavailable"`
+	MinAvailable               any    `yaml:"minAvailable"`
+	UnhealthyPodEvictionPolicy string `yaml:"unhealthyPodEvictionPolicy"`
 }
 
 type podSpec struct {
@@ -254,6 +255,11 @@ func TestKubernetesManifests(t *testing.T) {
 	selects("PodDisruptionBudget", selectorLabels(pdb.Spec.Selector))
 	if pdb.Spec.MaxUnavailable == nil && pdb.Spec.MinAvailable == nil {
 		t.Error("PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
+	}
+	// /readyz fails on every relay while the SIEM is down: the budget must
+	// not then block node drains.
+	if pdb.Spec.UnhealthyPodEvictionPolicy != "AlwaysAllow" {
+		t.Errorf("PodDisruptionBudget unhealthyPodEvictionPolicy %q, want AlwaysAllow", pdb.Spec.UnhealthyPodEvictionPolicy)
 	}
 
 	// The spool: one PVC per replica, mounted at data_dir.
