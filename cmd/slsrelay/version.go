@@ -17,20 +17,18 @@ import (
 // A build without them (go build, go install slsrelay/cmd/slsrelay@v1.2.3)
 // gets them from the module and VCS information the Go toolchain embeds
 // (debug.ReadBuildInfo): the module version, vcs.revision and vcs.time. What
-// neither knows reads "dev" / "unknown". init fills them in, so every reader
-// (the version command, the start log line, metrics) sees the final values.
+// neither knows reads "dev" / "unknown". Read them through buildVersion.
 var (
-	version string
-	commit  string
-	date    string
+	version = ""
+	commit  = ""
+	date    = ""
 )
 
-func init() {
-	version, commit, date = resolveBuild(version, commit, date, readBuildInfo)
+// buildVersion returns the version, commit and build date: the -ldflags
+// values, else the embedded build information, else dev/unknown.
+func buildVersion() (v, c, d string) {
+	return resolveBuild(version, commit, date, debug.ReadBuildInfo)
 }
-
-// readBuildInfo is debug.ReadBuildInfo, replaceable in tests.
-var readBuildInfo = debug.ReadBuildInfo
 
 // resolveBuild fills what -ldflags left empty from the embedded build
 // information, then from fixed placeholders.
@@ -39,6 +37,7 @@ func resolveBuild(v, c, d string, read func() (*debug.BuildInfo, bool)) (string,
 		return v, c, d
 	}
 	var modified bool
+	stamped := c != "" // a commit from -ldflags is taken as it is
 	if bi, ok := read(); ok && bi != nil {
 		// "(devel)" is what a build inside the module's own tree reports
 		// when the toolchain could not derive a version from VCS.
@@ -65,7 +64,7 @@ func resolveBuild(v, c, d string, read func() (*debug.BuildInfo, bool)) (string,
 	}
 	if c == "" {
 		c = "unknown"
-	} else if modified && !strings.HasSuffix(c, "-dirty") {
+	} else if modified && !stamped && !strings.HasSuffix(c, "-dirty") {
 		c += "-dirty"
 	}
 	if d == "" {
@@ -81,8 +80,8 @@ func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
 
 // versionLine is what `slsrelay version` prints:
 //
-//	slsrelay v1.2.3 (commit 0123abc, built 2026-12-07T04:00:00Z) go1.26.8 linux/amd64
+//	slsrelay v1.2.3 (commit 0123abc, built 2026-12-07T04:00:00Z, go1.26.8 linux/amd64)
 func versionLine() string {
-	return fmt.Sprintf("slsrelay %s (commit %s, built %s) %s %s/%s",
-		version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	v, c, d := buildVersion()
+	return fmt.Sprintf("slsrelay %s (commit %s, built %s, %s %s/%s)", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -33,6 +33,7 @@ func TestResolveBuild(t *testing.T) {
 		{"dirty checkout", "", "", "", vcs("(devel)", "vcs.revision", "abcdef", "vcs.modified", "true"), "dev", "abcdef-dirty", "unknown"},
 		{"ldflags version only", "v2.0.0", "", "", vcs("(devel)", "vcs.revision", "abcdef", "vcs.time", "2026-12-01T10:00:00Z"), "v2.0.0", "abcdef", "2026-12-01T10:00:00Z"},
 		{"nothing", "", "", "", none, "dev", "unknown", "unknown"},
+		{"ldflags commit in a dirty tree", "v2.0.0", "abc", "", vcs("(devel)", "vcs.revision", "abcdef", "vcs.modified", "true"), "v2.0.0", "abc", "unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, c, d := resolveBuild(tc.v, tc.c, tc.d, tc.read)
@@ -43,15 +44,17 @@ func TestResolveBuild(t *testing.T) {
 	}
 }
 
-// TestVersionLine: the running binary's line names all three values.
+// TestVersionLine: the running binary's line names all three values, none
+// of them empty.
 func TestVersionLine(t *testing.T) {
+	v, c, d := buildVersion()
+	if v == "" || c == "" || d == "" {
+		t.Errorf("empty build value: version %q commit %q date %q", v, c, d)
+	}
 	line := versionLine()
-	for _, want := range []string{"slsrelay " + version, "commit " + commit, "built " + date} {
+	for _, want := range []string{"slsrelay " + v + " ", "commit " + c + ",", "built " + d + ","} {
 		if !strings.Contains(line, want) {
 			t.Errorf("version line %q lacks %q", line, want)
 		}
-	}
-	if version == "" || commit == "" || date == "" {
-		t.Errorf("empty build value: version %q commit %q date %q", version, commit, date)
 	}
 }
