@@ -130,7 +130,7 @@ release:
 	  echo "release $$name"; mkdir -p $$dir; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$dir/slsrelay ./cmd/slsrelay; \
 	  cp LICENSE README.md docs/THIRD_PARTY.md deploy/systemd/slsrelay.service $$dir/; \
-	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -czf $(DIST)/$$name.tar.gz $$name; \
+	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \
 	  $(CYCLONEDX) bin -json -noserial -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
 	  rm -rf $$dir; \
 	done
