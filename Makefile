@@ -118,8 +118,9 @@ image:
 # Release archives in dist/: slsrelay_<version>_linux_<arch>.tar.gz with the
 # static binary (version, commit and date stamped in), LICENSE, README,
 # docs/THIRD_PARTY.md and the systemd unit; a CycloneDX SBOM of each binary;
-# SHA256SUMS over all of them. Reproducible: -trimpath, the commit's date,
-# sorted tar entries with fixed owners and times.
+# SHA256SUMS over all of them. Reproducible: -trimpath, the commit's date
+# (also the SBOM's timestamp), sorted tar entries with fixed owners and
+# times, gzip without a time stamp.
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
 DIST      ?= dist
 CYCLONEDX ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
@@ -132,6 +133,7 @@ release:
 	  cp LICENSE README.md docs/THIRD_PARTY.md deploy/systemd/slsrelay.service $$dir/; \
 	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \
 	  $(CYCLONEDX) bin -json -noserial -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
+	  sed -i '0,/"timestamp": "[^"]*"/s//"timestamp": "$(DATE)"/' $(DIST)/$$name.cdx.json; \
 	  rm -rf $$dir; \
 	done
 	cd $(DIST) && sha256sum *.tar.gz *.cdx.json > SHA256SUMS && cat SHA256SUMS
