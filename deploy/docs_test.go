@@ -285,3 +285,39 @@ func TestRAMPolicyMatchesSDKCalls(t *testing.T) {
 	sort.Strings(called)
 	t.Logf("SLS calls of the relay: %v", called)
 }
+
+// TestReadmeQuickStartAndInstall: the quick start stays the two commands,
+// and the Install section covers the four ways to run the relay, each
+// pointing at a file that exists.
+func TestReadmeQuickStartAndInstall(t *testing.T) {
+	readme := readFile(t, "../README.md")
+	qs := regexp.MustCompile("(?s)\n## Quick start\n.*?```sh\n(.*?)```").FindStringSubmatch(readme)
+	if qs == nil {
+		t.Fatal("README has no sh block under ## Quick start")
+	}
+	var cmds []string
+	for _, l := range strings.Split(strings.TrimSpace(qs[1]), "\n") {
+		cmd, _, _ := strings.Cut(l, "#")
+		cmds = append(cmds, strings.TrimSpace(cmd))
+	}
+	if !slices.Equal(cmds, []string{"make demo", "make test"}) {
+		t.Errorf("README quick start is %q, want exactly make demo and make test", cmds)
+	}
+	inst := regexp.MustCompile(`(?s)\n## Install\n(.*?)\n## `).FindStringSubmatch(readme)
+	if inst == nil {
+		t.Fatal("README has no ## Install section")
+	}
+	for _, want := range []string{"**Binary**", "**Container**", "**systemd**", "**Kubernetes**"} {
+		if !strings.Contains(inst[1], want) {
+			t.Errorf("README Install lacks %s", want)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\]\(([^)#]+)\)`).FindAllStringSubmatch(readme, -1) {
+		if strings.Contains(m[1], "://") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
+			t.Errorf("README links %s, which does not exist in the repository", m[1])
+		}
+	}
+}
