@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync"
@@ -108,6 +109,10 @@ type HEC struct {
 	chunks   sync.Pool // *hecChunk
 	retryLog logEvery
 	closed   atomic.Bool
+	counts   counters
+	fmtd     formatted
+	// unlistedLog rate-limits the log of answers HEC does not list.
+	unlistedLog logEvery
 }
 
 var _ Sink = (*HEC)(nil)
@@ -153,10 +158,21 @@ func NewHEC(opts HECOptions) (*HEC, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One cookie jar per sink, hence per channel: a load balancer in front
+	// of several indexers sticks a client to one by cookie (Splunk asks
+	// for sticky sessions with indexer acknowledgement), so the ack polls
+	// of a channel reach the indexer that took its requests. Without the
+	// jar they land elsewhere, are never answered true, and every request
+	// is sent again each AckTimeout for ever.
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, fmt.Errorf("hec: cookie jar: %w", err)
+	}
 	h.gz = gzipPool{level: opts.GzipLevel}
 	h.retryLog = logEvery{every: opts.RetryLogEvery}
+	h.unlistedLog = logEvery{every: opts.RetryLogEvery}
 	h.client = &retryablehttp.Client{
-		HTTPClient:   &http.Client{Transport: tr, Timeout: opts.Timeout},
+		HTTPClient:   &http.Client{Transport: tr, Timeout: opts.Timeout, Jar: jar},
 		Logger:       nil,
 		RetryWaitMin: opts.Retry.Min,
 		RetryWaitMax: opts.Retry.Max,
@@ -251,6 +267,9 @@ func redactedURL(s string) string {
 // Name implements Sink.
 func (h *HEC) Name() string { return h.opts.Name }
 
+// Counters implements CounterReporter.
+func (h *HEC) Counters() Counters { return h.counts.snapshot() }
+
 // Retries returns how many HTTP attempts failed transiently and were retried.
 func (h *HEC) Retries() uint64 { return h.retries.Load() }
 
@@ -296,10 +315,20 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	fresh := h.fmtd.begin(b.Seq, len(evs))
+	encode := func(i int, mc *metaCache) *hecChunk {
+		before := replacements.Load()
+		c := h.encodeChunk(evs, i, mc)
+		if from := max(fresh, c.first); from < c.end() {
+			countInvalidUTF8(&h.counts, before, evs[from:c.end()])
+		}
+		h.fmtd.upTo(b.Seq, len(evs), c.end())
+		return c
+	}
 	var mc metaCache
 	if h.opts.Concurrency == 1 {
 		for i := 0; i < len(evs); {
-			c := h.encodeChunk(evs, i, &mc)
+			c := encode(i, &mc)
 			err := h.sendRange(ctx, c, c.first, c.end(), nil)
 			i = c.end()
 			h.putChunk(c)
@@ -323,7 +352,7 @@ func (h *HEC) Send(ctx context.Context, b *Batch) error {
 	)
 	// The next request is formatted while the previous ones are in flight,
 	// before waiting for a slot: at most Concurrency+1 bodies at once.
-	c := h.encodeChunk(evs, 0, &mc)
+	c := encode(0, &mc)
 	if c.end() == len(evs) { // a single request: no goroutine
 		err := h.sendRange(ctx, c, c.first, c.end(), nil)
 		h.putChunk(c)
@@ -353,7 +382,7 @@ launch:
 			}
 		}(c)
 		if next := c.end(); next < len(evs) {
-			c = h.encodeChunk(evs, next, &mc)
+			c = encode(next, &mc)
 		} else {
 			c = nil
 		}
@@ -420,6 +449,16 @@ func (h *HEC) sendRange(ctx context.Context, c *hecChunk, i, j int, slot *postSl
 				return err
 			}
 			if de.Kind == Permanent && de.EventIndex >= 0 && de.EventIndex < j-i {
+				// With acks on, the events before the rejected one may
+				// be indexed, but no ackId says so: send them again
+				// and wait for their ack, so that "every event before
+				// EventIndex is confirmed" holds (duplicates, never
+				// loss).
+				if h.opts.AckEnabled && de.EventIndex > 0 {
+					if err := h.sendRange(ctx, c, i, i+de.EventIndex, slot); err != nil {
+						return err
+					}
+				}
 				e := *de
 				e.EventIndex += i
 				return &e

@@ -113,16 +113,22 @@ const (
 //
 //	2xx                                   → success
 //	408, 429, 5xx (503 code 9 included)   → Transient
-//	400 other codes (6, 12, 13, 15…)       → Permanent, EventIndex N when the
-//	                                        answer has invalid-event-number N
+//	400 codes 5, 6, 12, 13, 15            → Permanent (the data is bad), with
+//	                                        EventIndex N when the answer has
+//	                                        invalid-event-number N
+//	413                                   → Permanent (the sink splits first)
 //	400 code 7 (incorrect index)          → Config
 //	400 code 10/11/14/16 (channel, ack, query auth) → Config
 //	401, 403                              → Config
 //	404, 405 (wrong URL or HEC disabled)  → Config
-//	413                                   → Permanent (the sink splits first)
-//	other 4xx                             → Permanent, EventIndex -1
+//	any other 4xx, or a 400 without one of the codes above (a proxy's 407,
+//	411, 414, 415…: see unlistedHEC)      → Config: the sink pauses and
+//	                                        retries; nothing is dead-lettered
 //	1xx, 3xx and anything else            → Config
 //
+// Only the answers Splunk documents as rejecting the data are Permanent: an
+// answer nobody documented says nothing about the data, and treating it as
+// a rejection would split every request and dead-letter the whole stream.
 // body may be garbage; then only the status decides.
 func classifyHEC(status int, body []byte) *Error {
 	r, _ := parseHECResponse(body)
@@ -135,22 +141,40 @@ func classifyHEC(status int, body []byte) *Error {
 		return nil
 	case TransientStatus(status):
 		e.Kind = Transient
-	case status == http.StatusUnauthorized, status == http.StatusForbidden,
-		status == http.StatusNotFound, status == http.StatusMethodNotAllowed:
-		e.Kind = Config
-	case status == http.StatusBadRequest:
-		switch r.Code {
-		case hecCodeIncorrectIndex, hecCodeChannelMissing, hecCodeInvalidChannel,
-			hecCodeAckDisabled, hecCodeQueryAuthDisable:
-			e.Kind = Config
-		default: // 5 no data, 6 invalid format, 12/13 event missing/blank, 15 indexed fields…
-			e.Kind = Permanent
-			e.EventIndex = r.InvalidEvent
-		}
-	case status >= 400 && status <= 499:
+	case status == http.StatusRequestEntityTooLarge:
 		e.Kind = Permanent
-	default:
+	case status == http.StatusBadRequest && r.HasCode && hecDataCodes[r.Code]:
+		e.Kind = Permanent
+		e.EventIndex = r.InvalidEvent
+	default: // 400 config codes, 401, 403, 404, 405, unlisted 4xx, 1xx, 3xx
 		e.Kind = Config
 	}
 	return e
+}
+
+// hecDataCodes are the codes of a 400 that reject the data itself: 5 no
+// data, 6 invalid data format, 12 event field required, 13 event field
+// blank, 15 error in handling indexed fields.
+var hecDataCodes = map[int]bool{5: true, 6: true, 12: true, 13: true, 15: true}
+
+// unlistedHEC reports whether a failed answer is one HEC does not list: a
+// 4xx other than 400 with a known code, 401, 403, 404, 405, 408, 413 and 429
+// (typically from a proxy in between: 407, 411, 414, 415…).
+func unlistedHEC(status, code int, hasCode bool) bool {
+	switch status {
+	case http.StatusBadRequest:
+		if !hasCode {
+			return true
+		}
+		switch code {
+		case hecCodeIncorrectIndex, hecCodeChannelMissing, hecCodeInvalidChannel,
+			hecCodeAckDisabled, hecCodeQueryAuthDisable:
+			return false
+		}
+		return !hecDataCodes[code]
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed,
+		http.StatusRequestTimeout, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return false
+	}
+	return status >= 400 && status <= 499
 }

@@ -49,8 +49,13 @@ func TestClassifyHEC(t *testing.T) {
 		{"403 code 1 token disabled", 403, `{"text":"Token disabled","code":1}`, Config, 1, -1},
 		{"404 wrong URL", 404, `not json`, Config, 0, -1},
 		{"413", 413, `{"text":"Content request too large","code":413}`, Permanent, 413, -1},
-		{"other 4xx: 422", 422, ``, Permanent, 0, -1},
-		{"400 garbage body", 400, `{{{`, Permanent, 0, -1},
+		{"unlisted 4xx: 422", 422, ``, Config, 0, -1},
+		{"unlisted 4xx: 407 from a proxy", 407, `<html>Proxy Authentication Required</html>`, Config, 0, -1},
+		{"unlisted 4xx: 411", 411, ``, Config, 0, -1},
+		{"unlisted 4xx: 414", 414, ``, Config, 0, -1},
+		{"unlisted 4xx: 415", 415, ``, Config, 0, -1},
+		{"400 garbage body (not HEC)", 400, `{{{`, Config, 0, -1},
+		{"400 unknown code", 400, `{"text":"Something new","code":27,"invalid-event-number":1}`, Config, 27, -1},
 		{"3xx", 302, ``, Config, 0, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +74,24 @@ func TestClassifyHEC(t *testing.T) {
 					e.Kind, e.Code, e.EventIndex, e.Status, tc.kind, tc.code, tc.index, tc.status)
 			}
 		})
+	}
+}
+
+func TestUnlistedHEC(t *testing.T) {
+	for _, tc := range []struct {
+		status, code int
+		hasCode      bool
+		want         bool
+	}{
+		{400, 6, true, false}, {400, 7, true, false}, {400, 14, true, false}, {400, 0, false, true},
+		{400, 27, true, true}, {401, 2, true, false}, {403, 1, true, false}, {404, 0, false, false},
+		{405, 0, false, false}, {408, 0, false, false}, {413, 0, false, false}, {429, 0, false, false},
+		{407, 0, false, true}, {411, 0, false, true}, {414, 0, false, true}, {415, 0, false, true},
+		{422, 0, false, true}, {503, 9, true, false}, {302, 0, false, false},
+	} {
+		if got := unlistedHEC(tc.status, tc.code, tc.hasCode); got != tc.want {
+			t.Errorf("unlistedHEC(%d, %d, %v) = %v, want %v", tc.status, tc.code, tc.hasCode, got, tc.want)
+		}
 	}
 }
 

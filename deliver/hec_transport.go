@@ -31,23 +31,48 @@ func (h *HEC) post(ctx context.Context, body []byte) (id uint64, ack bool, err e
 	if err != nil {
 		return 0, false, err
 	}
-	if de := classifyHEC(status, rb); de != nil {
+	if de := h.classify(status, rb); de != nil {
 		return 0, false, de
 	}
 	if !h.opts.AckEnabled {
 		return 0, false, nil
 	}
-	r, _ := parseHECResponse(rb)
+	r, ok := parseHECResponse(rb)
 	if !r.HasAckID {
-		// Accepted with HTTP 2xx but no ackId: the token has indexer
-		// acknowledgement off. The 2xx is the only confirmation we get;
-		// sending again would only duplicate.
-		if ok, n := h.retryLog.allow(); ok {
-			h.log.Warn("hec accepted without ackId; is indexer acknowledgement enabled on the token?", slog.Int("suppressed", n))
+		// Accepted with a 2xx but no ackId (the token has indexer
+		// acknowledgement off, or something other than HEC answered), or
+		// an answer that cannot be read: with acks on nothing is
+		// confirmed until an ack says so. Transient: the data stays and
+		// is sent again.
+		what := "no ackId"
+		if !ok {
+			what = "an unreadable body"
 		}
-		return 0, false, nil
+		if ok, n := h.retryLog.allow(); ok {
+			h.log.Warn("hec answered "+strconv.Itoa(status)+" with "+what+" while acks are on: nothing is confirmed without ackId, sending again; is indexer acknowledgement enabled on the token?",
+				slog.Int("suppressed", n))
+		}
+		return 0, false, &Error{Kind: Transient, Status: status, EventIndex: -1, Text: "accepted with " + what + " while acks are on (without ackId nothing is confirmed)"}
 	}
 	return r.AckID, true, nil
+}
+
+// classify is classifyHEC, counting and logging (rate-limited) the answers
+// HEC does not list, each of which pauses the sink.
+func (h *HEC) classify(status int, rb []byte) *Error {
+	de := classifyHEC(status, rb)
+	if de == nil {
+		return nil
+	}
+	if r, _ := parseHECResponse(rb); !unlistedHEC(status, r.Code, r.HasCode) {
+		return de
+	}
+	h.counts.unlisted.Add(1)
+	if ok, n := h.unlistedLog.allow(); ok {
+		h.log.Error("hec answered "+strconv.Itoa(status)+", not a status HEC lists as a rejection of the data (a proxy in between?): keeping the data, pausing the sink and retrying",
+			slog.Int("status", status), slog.String("text", de.Text), slog.Int("suppressed", n))
+	}
+	return de
 }
 
 // do posts payload and returns the status and (bounded) answer body.
@@ -189,7 +214,7 @@ func (h *HEC) waitAck(ctx context.Context, id uint64) (bool, error) {
 		wait = min(2*wait, h.opts.AckPollInterval)
 		status, rb, err := h.do(ctx, h.ackURL, body, false)
 		if err == nil {
-			if de := classifyHEC(status, rb); de != nil {
+			if de := h.classify(status, rb); de != nil {
 				err = de
 			}
 		}

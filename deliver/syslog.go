@@ -140,7 +140,13 @@ type Syslog struct {
 	retries  atomic.Uint64
 	closed   atomic.Bool
 	avgBytes atomic.Int64
+	counts   counters
+	fmtd     formatted
+	truncLog logEvery
 }
+
+// Counters implements CounterReporter.
+func (s *Syslog) Counters() Counters { return s.counts.snapshot() }
 
 var _ Sink = (*Syslog)(nil)
 
@@ -157,7 +163,7 @@ func NewSyslog(opts SyslogOptions) (*Syslog, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Syslog{opts: opts, retryLog: logEvery{every: opts.RetryLogEvery}}
+	s := &Syslog{opts: opts, retryLog: logEvery{every: opts.RetryLogEvery}, truncLog: logEvery{every: opts.RetryLogEvery}}
 	s.log = opts.Logger.With(slog.String(attrSink, opts.Name))
 	f, err := newSyslogFormatter(&opts)
 	if err != nil {
@@ -303,6 +309,9 @@ func (o *SyslogOptions) setDefaults() error {
 	if o.MaxMessageBytes < 2*len(SyslogTruncationMarker)+64 {
 		bad("MaxMessageBytes %d: want at least 92", o.MaxMessageBytes)
 	}
+	if o.Oversize == "dead_letter" {
+		o.Oversize = syslogOversizeDeadLetter
+	}
 	if !oneOf(o.Oversize, syslogOversizeTruncate, syslogOversizeDeadLetter) {
 		bad("Oversize %q: want truncate or dead-letter", o.Oversize)
 	}
@@ -441,7 +450,21 @@ func (s *Syslog) Send(ctx context.Context, b *Batch) error {
 	if len(b.Events) == 0 {
 		return nil
 	}
-	enc, bad := s.encode(b.Events)
+	fresh := s.fmtd.begin(b.Seq, len(b.Events))
+	before := replacements.Load()
+	enc, bad, cut := s.encode(b.Events, fresh)
+	if n := len(enc.offs) - 1; fresh < n {
+		countInvalidUTF8(&s.counts, before, b.Events[fresh:n])
+	}
+	s.fmtd.upTo(b.Seq, len(b.Events), len(enc.offs)-1)
+	if cut.n > 0 {
+		s.counts.truncated.Add(uint64(cut.n))
+		if ok, n := s.truncLog.allow(); ok {
+			s.log.Warn("syslog messages over max_message_bytes truncated (marked in the message; oversize: dead-letter keeps them whole instead)",
+				slog.Int("truncated", cut.n), slog.Int("largest_bytes", cut.largest), slog.Int("max_message_bytes", s.opts.MaxMessageBytes),
+				slog.Uint64(attrSeq, b.Seq), slog.Int("suppressed", n))
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := len(enc.offs) - 1; n > 0 {
@@ -450,6 +473,7 @@ func (s *Syslog) Send(ctx context.Context, b *Batch) error {
 		}
 	}
 	if bad >= 0 {
+		s.counts.oversizeDead.Add(1)
 		return &Error{Kind: Permanent, EventIndex: bad,
 			Text: fmt.Sprintf("message over MaxMessageBytes (%d)", s.opts.MaxMessageBytes)}
 	}
@@ -464,23 +488,36 @@ type encoded struct {
 
 func (e *encoded) body(i, j int) []byte { return e.buf[e.offs[i]:e.offs[j]] }
 
+// truncations says what encode cut from fresh on: how many messages, the
+// largest original size.
+type truncations struct{ n, largest int }
+
 // encode formats evs into one buffer; with Oversize dead-letter it stops at
-// the first message over MaxMessageBytes and returns its index (else -1).
-func (s *Syslog) encode(evs []Event) (*encoded, int) {
+// the first message over MaxMessageBytes and returns its index (else -1);
+// otherwise such a message is cut and marked (see truncate), and counted
+// in the result when its index is fresh or later (formatted for the first
+// time: see formatted).
+func (s *Syslog) encode(evs []Event, fresh int) (*encoded, int, truncations) {
 	per := max(256, s.avgBytes.Load())
 	enc := &encoded{buf: make([]byte, 0, (per+per/8)*int64(len(evs))), offs: make([]int, 0, len(evs)+1)}
 	var scratch [512]byte
+	var cut truncations
 	bad := -1
 	for k := range evs {
 		start := len(enc.buf)
-		enc.buf = s.format.appendMessage(enc.buf, &evs[k], scratch[:])
-		if len(enc.buf)-start > s.opts.MaxMessageBytes {
+		var parts msgParts
+		enc.buf, parts = s.format.appendMessageParts(enc.buf, &evs[k], scratch[:])
+		if n := len(enc.buf) - start; n > s.opts.MaxMessageBytes {
 			if s.opts.Oversize == syslogOversizeDeadLetter {
 				enc.buf = enc.buf[:start]
 				bad = k
 				break
 			}
-			enc.buf = truncateMessage(enc.buf[:len(enc.buf):len(enc.buf)], start+s.opts.MaxMessageBytes, SyslogTruncationMarker)
+			enc.buf = s.format.truncate(enc.buf, start, parts, s.opts.MaxMessageBytes)
+			if k >= fresh {
+				cut.n++
+				cut.largest = max(cut.largest, n)
+			}
 		}
 		enc.offs = append(enc.offs, start)
 	}
@@ -488,7 +525,7 @@ func (s *Syslog) encode(evs []Event) (*encoded, int) {
 	if n := len(enc.offs) - 1; n > 0 {
 		s.avgBytes.Store(int64(len(enc.buf) / n))
 	}
-	return enc, bad
+	return enc, bad, cut
 }
 
 // retryWait decides after a failed attempt: ctx.Err() when ctx ended, err

@@ -144,6 +144,18 @@ func (t *template) string(e *Event, m *Meta, scratch []byte) string {
 
 // appendMessage appends the syslog message for e (no framing, no newline).
 func (f *syslogFormatter) appendMessage(dst []byte, e *Event, scratch []byte) []byte {
+	dst, _ = f.appendMessageParts(dst, e, scratch)
+	return dst
+}
+
+// msgParts locates an RFC 5424 message's structured data in the buffer it
+// was appended to: [sdStart, sdEnd) is the SD, msg the payload's start
+// (after the space and the BOM). Zero for RFC 3164.
+type msgParts struct{ sdStart, sdEnd, msg int }
+
+// appendMessageParts is appendMessage, also saying where the parts are.
+func (f *syslogFormatter) appendMessageParts(dst []byte, e *Event, scratch []byte) ([]byte, msgParts) {
+	var p msgParts
 	m := e.Meta
 	if m == nil {
 		m = emptyMeta
@@ -180,21 +192,56 @@ func (f *syslogFormatter) appendMessage(dst []byte, e *Event, scratch []byte) []
 		dst = append(dst, ' ')
 		dst = f.appendHeaderField(dst, f.id, e, m, 32, printASCII, "-")
 		dst = append(dst, ' ')
+		p.sdStart = len(dst)
 		dst = f.appendSD(dst, m)
+		p.sdEnd = len(dst)
 		dst = append(dst, ' ')
 		if f.bom {
 			dst = append(dst, "\xef\xbb\xbf"...)
 		}
+		p.msg = len(dst)
 	}
 	switch f.payload {
 	case "kv":
-		return f.appendKV(dst, e, m)
+		return f.appendKV(dst, e, m), p
 	case "cef":
-		return f.appendCEF(dst, e, m, scratch)
+		return f.appendCEF(dst, e, m, scratch), p
 	case "leef":
-		return f.appendLEEF(dst, e, m, scratch)
+		return f.appendLEEF(dst, e, m, scratch), p
 	}
-	return f.appendJSON(dst, e, m)
+	return f.appendJSON(dst, e, m), p
+}
+
+// truncate cuts the message buf[start:] (over maxLen bytes; p its parts) to
+// maxLen and marks it: the payload ends with SyslogTruncationMarker, cut on
+// a UTF-8 boundary, and in RFC 5424 an SD element
+// [slsrelay@PEN truncated="<original bytes>"] follows the others. Should
+// the structured data alone leave no room for the payload (thousands of
+// tags), the sls and sls_tags elements give way to the marking one.
+func (f *syslogFormatter) truncate(buf []byte, start int, p msgParts, maxLen int) []byte {
+	if f.rfc3164 {
+		return truncateMessage(buf[:len(buf):len(buf)], start+maxLen, SyslogTruncationMarker)
+	}
+	orig := append([]byte(nil), buf[start:]...)
+	sdStart, sdEnd, msg := p.sdStart-start, p.sdEnd-start, p.msg-start
+	mark := append([]byte("[slsrelay"), f.pen...)
+	mark = append(mark, ` truncated="`...)
+	mark = strconv.AppendInt(mark, int64(len(orig)), 10)
+	mark = append(mark, `"]`...)
+	const minPayload = 64
+	keep := sdEnd // header and SD kept as they are
+	if sdEnd+len(mark)+(msg-sdEnd)+len(SyslogTruncationMarker)+minPayload > maxLen {
+		keep = sdStart // the SD gives way
+	}
+	if keep+len(mark)+(msg-sdEnd)+len(SyslogTruncationMarker) > maxLen {
+		// A tiny max_message_bytes and long header fields: the suffix
+		// alone marks it.
+		return truncateMessage(buf[:len(buf):len(buf)], start+maxLen, SyslogTruncationMarker)
+	}
+	out := append(buf[:start], orig[:keep]...)
+	out = append(out, mark...)
+	out = append(out, orig[sdEnd:msg]...) // the space and BOM
+	return truncateMessage(append(out, orig[msg:]...), start+maxLen, SyslogTruncationMarker)
 }
 
 // code renders a facility or severity template: a number, a name, or a value
@@ -322,6 +369,7 @@ func appendEscaped(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) 
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			replacements.Add(1)
 			dst = append(dst, "\uFFFD"...)
 		} else {
 			dst = append(dst, s[i:i+size]...)

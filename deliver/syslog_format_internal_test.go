@@ -3,6 +3,7 @@ package deliver
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestSyslogFormat_Golden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, bad := s.encode(syslogEvents())
+			enc, bad, _ := s.encode(syslogEvents(), 0)
 			if bad != -1 {
 				t.Fatalf("bad = %d", bad)
 			}
@@ -97,10 +98,45 @@ func TestSyslog_Oversize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, bad := s.encode(evs)
+		enc, bad, _ := s.encode(evs, 0)
 		msg := enc.body(1, 2)
 		if bad != -1 || len(msg) > DefaultSyslogUDPMaxBytes || !strings.HasSuffix(string(msg), SyslogTruncationMarker) || !utf8.Valid(msg) {
 			t.Errorf("bad %d, message of %d bytes: ...%q", bad, len(msg), msg[len(msg)-40:])
+		}
+	})
+	t.Run("rfc5424 marked in SD, or the SD gives way", func(t *testing.T) {
+		manyTags := &Meta{Project: "proj", Logstore: "audit-log"}
+		for i := 0; i < 200; i++ {
+			manyTags.Tags = append(manyTags.Tags, Field{"__tag__:k" + strconv.Itoa(i), "value"})
+		}
+		for _, tc := range []struct {
+			name   string
+			meta   *Meta
+			max    int
+			sdKept bool
+		}{
+			{"sd kept", goldenMeta(), 1024, true},
+			{"sd too big", manyTags, 1024, false},
+			{"tiny max: suffix only", goldenMeta(), 92, true},
+		} {
+			s, err := NewSyslog(SyslogOptions{Address: "127.0.0.1:514", Network: "tcp", MaxMessageBytes: tc.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, _, cut := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: tc.meta, Fields: []Field{{"big", long}}}}, 0)
+			msg := string(enc.body(0, 1))
+			if cut.n != 1 || len(msg) > tc.max || !strings.HasSuffix(msg, SyslogTruncationMarker) || !utf8.ValidString(msg) {
+				t.Errorf("%s: cut %+v, %d bytes: %q", tc.name, cut, len(msg), msg)
+			}
+			if tc.max < 100 {
+				continue
+			}
+			if !strings.Contains(msg, `[slsrelay@32473 truncated="`+strconv.Itoa(cut.largest)+`"] `) {
+				t.Errorf("%s: no marking SD element: %q", tc.name, msg[:min(len(msg), 300)])
+			}
+			if strings.Contains(msg, "[sls@32473 ") != tc.sdKept {
+				t.Errorf("%s: sls SD kept = %v, want %v", tc.name, !tc.sdKept, tc.sdKept)
+			}
 		}
 	})
 	t.Run("dead-letter", func(t *testing.T) {
@@ -108,7 +144,7 @@ func TestSyslog_Oversize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, bad := s.encode(evs)
+		enc, bad, _ := s.encode(evs, 0)
 		if bad != 1 || len(enc.offs) != 2 {
 			t.Errorf("bad %d, %d messages; want 1, 1", bad, len(enc.offs)-1)
 		}
@@ -154,7 +190,7 @@ func TestSyslogFormat_Escapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &Meta{Project: "proj", Logstore: "audit-log", Tags: []Field{{"__tag__:k", v}}}
-		enc, bad := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{key, v}, {"z", "1"}}}})
+		enc, bad, _ := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{key, v}, {"z", "1"}}}}, 0)
 		if bad != -1 {
 			t.Fatalf("bad = %d", bad)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,6 +31,51 @@ func checkpointOptions(_ *Config, log *slog.Logger) checkpoint.Options {
 }
 
 func spoolDir(c *Config, sink string) string { return filepath.Join(c.DataDir, "spool", sink) }
+
+// checkOrphanedSpools looks for the spools of sinks no longer in the config
+// (renamed or removed): one holding undelivered records makes start fail,
+// naming it, its count and how to drain it; the relay cannot deliver it
+// itself, since the sink's address and credentials went with the config.
+// Dead letters alone are only reported, and an empty spool is left alone.
+func checkOrphanedSpools(c *Config, log *slog.Logger) error {
+	entries, err := os.ReadDir(filepath.Join(c.DataDir, "spool"))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("list spools: %w", err)
+	}
+	configured := map[string]bool{}
+	for _, s := range c.Sinks {
+		configured[s.Name] = true
+	}
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || configured[e.Name()] {
+			continue
+		}
+		dir := spoolDir(c, e.Name())
+		st, err := spool.Inspect(dir)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("the spool %s belongs to no configured sink and cannot be read (%v): "+
+				"it may hold undelivered records; add a sink named %q with drain_only: true to deliver them, "+
+				"or move the directory away to give them up knowingly", dir, err, e.Name()))
+		case st.Depth > 0:
+			errs = append(errs, fmt.Errorf("the spool of sink %q (%s) holds %d undelivered records (%d bytes, oldest %s old) "+
+				"but no sink of that name is configured (renamed or removed?): to deliver them, start once with "+
+				"that sink back under the name %q and drain_only: true, and stop when slsrelay_spool_records "+
+				"is 0 (or rename the sink back); to give them up knowingly, move the directory away",
+				e.Name(), dir, st.Depth, st.Bytes, st.OldestAge.Round(time.Second), e.Name()))
+		case st.DeadLetters > 0:
+			log.Warn("the spool of a sink no longer configured keeps dead letters; nothing is undelivered",
+				slog.String("spool", dir), slog.Int64("dead_letters", st.DeadLetters))
+		default:
+			log.Info("the empty spool of a sink no longer configured is left alone", slog.String("spool", dir))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func spoolOptions(c *Config, log *slog.Logger) spool.Options {
 	return spool.Options{

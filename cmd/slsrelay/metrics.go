@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"slsrelay/deliver"
 )
 
 // relayCollector reads every component's Stats at scrape time, so the
@@ -34,6 +36,10 @@ var (
 	mDelivered    = prometheus.NewDesc("slsrelay_delivered_events_total", "Events the SIEM confirmed.", []string{"sink"}, nil)
 	mDeadLettered = prometheus.NewDesc("slsrelay_dead_lettered_events_total", "Events sent to the dead-letter queue, by reason.", []string{"sink", "reason"}, nil)
 	mRetries      = prometheus.NewDesc("slsrelay_delivery_retries_total", "Re-sent requests (loop and transport).", []string{"sink"}, nil)
+	mTruncated    = prometheus.NewDesc("slsrelay_sink_truncated_events_total", "Events cut to max_message_bytes (each marked in the message).", []string{"sink"}, nil)
+	mOversizeDL   = prometheus.NewDesc("slsrelay_sink_oversize_dead_lettered_events_total", "Events over max_message_bytes dead-lettered whole (oversize: dead-letter).", []string{"sink"}, nil)
+	mInvalidUTF8  = prometheus.NewDesc("slsrelay_sink_invalid_utf8_events_total", "Events whose invalid UTF-8 was replaced by U+FFFD.", []string{"sink"}, nil)
+	mUnlisted     = prometheus.NewDesc("slsrelay_sink_unlisted_status_total", "SIEM answers with a 4xx HEC does not list (407, 411, 414, 415…), each pausing the sink.", []string{"sink"}, nil)
 	mPaused       = prometheus.NewDesc("slsrelay_sink_paused", "1 while the sink is paused on a configuration error (401/403, bad index).", []string{"sink"}, nil)
 )
 
@@ -87,6 +93,13 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(mRetries, float64(l.Retries+l.TransportRetries), name)
 		gauge(mPaused, b2f(l.Paused), name)
+		if cr, ok := r.sinks[i].(deliver.CounterReporter); ok {
+			c := cr.Counters()
+			counter(mTruncated, float64(c.Truncated), name)
+			counter(mOversizeDL, float64(c.OversizeDeadLettered), name)
+			counter(mInvalidUTF8, float64(c.InvalidUTF8), name)
+			counter(mUnlisted, float64(c.UnlistedStatus), name)
+		}
 	}
 }
 

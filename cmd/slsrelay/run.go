@@ -84,6 +84,9 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 	if r.cps, err = checkpoint.Open(cfg.DataDir, checkpointOptions(cfg, log.With(slog.String("component", "checkpoint")))); err != nil {
 		return nil, err
 	}
+	if err := checkOrphanedSpools(cfg, log); err != nil {
+		return nil, err
+	}
 	ingestSpools := make([]ingest.Spool, 0, len(cfg.Sinks))
 	for _, sc := range cfg.Sinks {
 		slog := log.With(slog.String("sink", sc.Name))

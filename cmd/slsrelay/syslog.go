@@ -40,7 +40,7 @@ type SyslogConfig struct {
 	LEEF SyslogLEEFConfig `yaml:"leef"`
 
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
-	Oversize        string   `yaml:"oversize"` // truncate (default), dead-letter
+	Oversize        string   `yaml:"oversize"` // truncate (default), dead-letter (or dead_letter)
 
 	DialTimeout  Duration         `yaml:"dial_timeout"`
 	WriteTimeout Duration         `yaml:"write_timeout"`
@@ -123,8 +123,8 @@ func (c *SyslogConfig) validate(path string, e *ConfigError) {
 			e.add(path+".severity_map."+k, "%d is outside 0..7", v)
 		}
 	}
-	if c.Oversize != "" && !oneOfStr(c.Oversize, "truncate", "dead-letter") {
-		e.add(path+".oversize", "%q is not one of truncate, dead-letter", c.Oversize)
+	if c.Oversize != "" && !oneOfStr(c.Oversize, "truncate", "dead-letter", "dead_letter") {
+		e.add(path+".oversize", "%q is not one of truncate, dead-letter (or dead_letter)", c.Oversize)
 	}
 	if c.MaxMessageBytes < 0 || c.MaxMessageBytes > 0 && c.MaxMessageBytes < 92 {
 		e.add(path+".max_message_bytes", "%s is below the minimum of 92 bytes", c.MaxMessageBytes)

@@ -54,6 +54,7 @@ func TestSyslogConfig_Build(t *testing.T) {
 		{"arcsight cef tcp", "      address: arcsight:514\n      framing: non-transparent\n      payload: cef\n      cef: {vendor: Alibaba, product: '{{logstore}}', severity: '5', name: '{{field:action}}'}\n      field_map: {src_ip: src}\n"},
 		{"rsyslog relp", "      address: 127.0.0.1:2514\n      network: relp\n      relp: {window: 256, ack_timeout: 10s}\n      severity: '{{field:level}}'\n      severity_map: {high: 2}\n"},
 		{"udp rfc3164 kv", "      address: 127.0.0.1:514\n      network: udp\n      format: rfc3164\n      payload: kv\n      payload_meta: true\n      oversize: dead-letter\n      max_message_bytes: 1KiB\n"},
+		{"tcp oversize dead_letter", "      address: 127.0.0.1:514\n      oversize: dead_letter\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig(strings.NewReader(syslogBase+tc.yaml), noEnv)
