@@ -1,6 +1,7 @@
 // Package checkpoint keeps what the relay must remember across restarts
 // besides the spool itself: per SLS shard, the cursor up to which logs are
-// durably spooled, and the data-loss gaps that were detected. It also owns the
+// durably spooled, the data-loss gaps that were detected, and the progress
+// of historical replay jobs (replay.go). It also owns the
 // data directory's lock, which stops two relays from sharing one directory.
 //
 // The store is a bbolt file, dir/checkpoint.db; no bbolt type leaks out.
@@ -253,7 +254,7 @@ func initBuckets(tx *bolt.Tx) error {
 	case string(v) != formatVersion:
 		return fmt.Errorf("format version %q, want %q", v, formatVersion)
 	}
-	for _, name := range [][]byte{bucketCursors, bucketGaps} {
+	for _, name := range [][]byte{bucketCursors, bucketGaps, bucketReplay} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -272,10 +273,13 @@ func verify(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketGaps).ForEach(func(_, v []byte) error {
+	if err := tx.Bucket(bucketGaps).ForEach(func(_, v []byte) error {
 		_, err := decodeGap(v)
 		return err
-	})
+	}); err != nil {
+		return err
+	}
+	return verifyReplay(tx)
 }
 
 func syncDir(dir string) error {

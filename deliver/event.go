@@ -506,3 +506,34 @@ func newLog(e *Event) *sls.Log {
 	}
 	return l
 }
+
+// FilterRecord returns a record like r (same source and cursors) holding
+// only the events keep accepts, in order, and how many it kept; r itself
+// when keep accepts all of them. It is how replay's --log-time keeps only
+// logs whose own time is inside the range. A record that does not decode
+// is returned as it is (the delivery loop dead-letters it with the reason).
+func FilterRecord(r *spool.Record, keep func(*Event) bool) (*spool.Record, int, error) {
+	evs, err := Decode(r)
+	if err != nil {
+		return r, r.Count, nil
+	}
+	kept := evs[:0]
+	for i := range evs {
+		if keep(&evs[i]) {
+			kept = append(kept, evs[i])
+		}
+	}
+	if len(kept) == len(evs) {
+		return r, len(evs), nil
+	}
+	if len(kept) == 0 {
+		out := *r
+		out.Count, out.MinTime, out.MaxTime, out.Payload = 0, 0, 0, nil
+		return &out, 0, nil
+	}
+	out, err := deadLetterRecord(r, kept)
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, len(kept), nil
+}

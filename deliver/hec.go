@@ -49,6 +49,9 @@ type HECOptions struct {
 	// Source (default "sls:{{project}}:{{logstore}}"), Sourcetype and Index
 	// (default empty: the token's defaults). Use "-" for an explicit empty.
 	Host, Source, Sourcetype, Index string
+	// Fields are indexed fields added to every event (after the sls_ ones),
+	// e.g. replay=<job> so that a SIEM tells replayed events from live ones.
+	Fields map[string]string
 
 	// DisableGzip turns request compression off (default on).
 	DisableGzip bool
@@ -150,6 +153,7 @@ func NewHEC(opts HECOptions) (*HEC, error) {
 			return nil, fmt.Errorf("hec: %s: %w", t.name, err)
 		}
 	}
+	h.format.setFields(opts.Fields)
 	h.token, err = newTokenSource(opts.Token, opts.TokenFile)
 	if err != nil {
 		return nil, err

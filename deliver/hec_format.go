@@ -23,6 +23,7 @@ package deliver
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -186,6 +187,25 @@ func (t *template) appendJSONField(dst []byte, key string, e *Event, m *Meta) []
 // hecFormatter renders events as HEC JSON. Safe for concurrent use.
 type hecFormatter struct {
 	host, source, sourcetype, index *template
+	// extra is `,"k":"v"…` of HECOptions.Fields, added to every event's
+	// indexed fields.
+	extra []byte
+}
+
+// setFields renders fixed indexed fields, sorted by key.
+func (f *hecFormatter) setFields(fields map[string]string) {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	f.extra = nil
+	for _, k := range keys {
+		f.extra = append(f.extra, ',')
+		f.extra = appendJSONString(f.extra, k)
+		f.extra = append(f.extra, ':')
+		f.extra = appendJSONString(f.extra, fields[k])
+	}
 }
 
 var emptyMeta = &Meta{}
@@ -214,7 +234,7 @@ func (f *hecFormatter) appendEvent(dst []byte, e *Event, c *metaCache) []byte {
 		dst = appendJSONString(dst, fl.Value)
 	}
 	dst = append(dst, '}')
-	dst = append(dst, c.fields(m)...)
+	dst = append(dst, c.fields(m, f.extra)...)
 	return append(dst, '}', '\n')
 }
 
@@ -240,7 +260,7 @@ type metaCache struct {
 	buf  []byte
 }
 
-func (c *metaCache) fields(m *Meta) []byte {
+func (c *metaCache) fields(m *Meta, extra []byte) []byte {
 	if c.meta == m && c.buf != nil {
 		return c.buf
 	}
@@ -265,6 +285,7 @@ func (c *metaCache) fields(m *Meta) []byte {
 		b = append(b, ':')
 		b = appendJSONString(b, t.Value)
 	}
+	b = append(b, extra...)
 	b = append(b, '}')
 	c.meta, c.buf = m, b
 	return b

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +82,10 @@ type SyslogOptions struct {
 	PayloadMeta bool
 	// FieldMap renames log fields in the payload: {"src_ip": "src"}.
 	FieldMap map[string]string
+	// SDParams are parameters added to every message's [sls@PEN] element
+	// (rfc5424 only), sorted by name, e.g. replay=<job> so that a SIEM
+	// tells replayed events from live ones.
+	SDParams map[string]string
 	// KV payload: KVSeparator between pairs (default " "), KVAssign between
 	// key and value (default "="), KVQuote auto (default), always or never.
 	KVSeparator, KVAssign, KVQuote string
@@ -363,6 +368,14 @@ func newSyslogFormatter(o *SyslogOptions) (*syslogFormatter, error) {
 		rfc3164: o.Format == "rfc3164", pen: "@" + strconv.Itoa(o.EnterpriseID), bom: o.BOM,
 		payload: o.Payload, meta: o.PayloadMeta, fieldMap: o.FieldMap, severityMap: o.SeverityMap,
 		kvSep: o.KVSeparator, kvAssign: o.KVAssign, kvQuote: o.KVQuote,
+	}
+	keys := make([]string, 0, len(o.SDParams))
+	for k := range o.SDParams {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f.extraSD = appendSDParam(f.extraSD, k, o.SDParams[k])
 	}
 	f.leefDelim, _ = ParseLEEFDelimiter(o.LEEFDelimiter)
 	f.defFacility, _ = ParseFacility(DefaultSyslogFacility)

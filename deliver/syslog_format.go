@@ -60,6 +60,7 @@ type syslogFormatter struct {
 	payload  string // json, kv, cef, leef
 	meta     bool   // PayloadMeta
 	fieldMap map[string]string
+	extraSD  []byte // ` k="v"`… of SyslogOptions.SDParams, in [sls@PEN]
 
 	facility, severity            *template
 	severityMap                   map[string]int
@@ -303,6 +304,7 @@ func (f *syslogFormatter) appendSD(dst []byte, m *Meta) []byte {
 	if m.Source != "" {
 		dst = appendSDParam(dst, "source", m.Source)
 	}
+	dst = append(dst, f.extraSD...)
 	dst = append(dst, ']')
 	if len(m.Tags) > 0 {
 		dst = append(dst, "[sls_tags"...)

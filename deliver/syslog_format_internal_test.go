@@ -292,3 +292,18 @@ func TestSyslogFormat_Escapes(t *testing.T) {
 		}
 	})
 }
+
+// TestSyslogFormat_SDParams: SyslogOptions.SDParams end the [sls@PEN]
+// element, sorted, escaped like every SD value (replay --tag).
+func TestSyslogFormat_SDParams(t *testing.T) {
+	s, err := NewSyslog(SyslogOptions{Address: "127.0.0.1:514", SDParams: map[string]string{"replay": "job-1", "a": `x"]`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Meta{Project: "proj", Logstore: "audit-log", Shard: 2}
+	enc, _, _ := s.encode([]Event{{Time: time.Unix(1700000000, 0), Meta: m, Fields: []Field{{"k", "v"}}}}, 0)
+	msg := string(enc.body(0, 1))
+	if want := `[sls@32473 project="proj" logstore="audit-log" shard="2" a="x\"\]" replay="job-1"]`; !strings.Contains(msg, want) {
+		t.Errorf("got %s\nwant it to contain %s", msg, want)
+	}
+}

@@ -19,6 +19,11 @@ var (
 	// ErrNotHead is returned by Ack for a seq other than the record Peek
 	// returned last.
 	ErrNotHead = errors.New("spool: ack of a record that is not the peeked head")
+	// ErrDeadLetterFull is returned by DeadLetter when the dead-letter
+	// queue is at its budget (Options.DeadLetterMaxBytes) or the
+	// filesystem at its floor (Options.DeadLetterMinFreeBytes). Nothing was
+	// stored: keep the record in the spool.
+	ErrDeadLetterFull = errors.New("spool: dead-letter queue full")
 	// ErrSyncFailed marks a failed durability barrier. Once an fsync has
 	// failed the spool cannot know which written pages reached the disk, so
 	// the failure is sticky: every later Sync and Put returns it until the

@@ -53,9 +53,9 @@ var fixtureCases = []struct {
 			return append(b[:fr[1]:fr[1]], append(g, b[fr[1]:]...)...)
 		})
 	}, nil, 1},
-	{"truncated-segment", func(t testing.TB, dir string) { // last write torn by a crash
+	{"truncated-segment", func(t testing.TB, dir string) { // last write torn by a crash: its bytes are kept, counted
 		editSegment(t, dir, 2, func(b []byte) []byte { return b[:len(b)-300] })
-	}, []int{11}, 0},
+	}, []int{11}, 1},
 	{"bad-file", func(t testing.TB, dir string) { // segment renamed .bad by diskqueue, crash before salvage
 		if err := os.Rename(segPath(dir, 0), segPath(dir, 0)+badSuffix); err != nil {
 			t.Fatal(err)

@@ -14,8 +14,10 @@ import (
 // it: no lock, no recovery, nothing written, so it also works while a relay
 // has the spool open — then it is a snapshot that may lag behind by the
 // records in flight. Depth, Bytes and OldestAge count the records above the
-// acknowledged Seq; DeadLetters counts the dead-letter entries. Put, Acked
-// and Corrupt are counters of an open Spool and stay 0.
+// acknowledged Seq; DeadLetters counts the dead-letter entries,
+// DeadLetterDamaged the damaged regions of the dead-letter file and
+// DeadLetterBytes its size. Put, Acked, Corrupt and DeadLetterRefused are
+// counters of an open Spool and stay 0.
 func Inspect(dir string) (Stats, error) {
 	st, err := inspectLane(dir)
 	if err != nil {
@@ -31,6 +33,8 @@ func Inspect(dir string) (Stats, error) {
 		st.Bytes += s1.Bytes
 		st.OldestAge = max(st.OldestAge, s1.OldestAge)
 		st.DeadLetters += s1.DeadLetters
+		st.DeadLetterBytes += s1.DeadLetterBytes
+		st.DeadLetterDamaged += s1.DeadLetterDamaged
 	}
 	return st, nil
 }
@@ -71,8 +75,22 @@ func inspectLane(dir string) (Stats, error) {
 		st.OldestAge = max(time.Since(oldest), 0)
 	}
 	if f, err := os.Open(filepath.Join(dir, deadLetterFileName)); err == nil {
-		_, st.DeadLetters = validDeadLetterEnd(f)
-		f.Close()
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return st, fmt.Errorf("inspect dead letters: %w", err)
+		}
+		st.DeadLetterBytes = fi.Size()
+		for e, err := range scanDeadLetters(f, fi.Size(), false) {
+			if err != nil {
+				return st, fmt.Errorf("inspect dead letters: %w", err)
+			}
+			if e.damaged {
+				st.DeadLetterDamaged++
+			} else {
+				st.DeadLetters++
+			}
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return st, fmt.Errorf("inspect dead letters: %w", err)
 	}

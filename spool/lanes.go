@@ -250,6 +250,9 @@ func (l *Lanes) Stats() Stats {
 	st.Bytes += s1.Bytes
 	st.OldestAge = max(st.OldestAge, s1.OldestAge)
 	st.DeadLetters += s1.DeadLetters
+	st.DeadLetterBytes += s1.DeadLetterBytes
+	st.DeadLetterDamaged += s1.DeadLetterDamaged
+	st.DeadLetterRefused += s1.DeadLetterRefused
 	st.Corrupt += s1.Corrupt
 	st.Put += s1.Put
 	st.Acked += s1.Acked

@@ -11,6 +11,8 @@ const (
 	DefaultMinFreeBytes   int64 = 1 << 30  // keep 1 GiB free on the filesystem
 	DefaultSegmentBytes   int64 = 64 << 20 // 64 MiB segment files
 	DefaultMaxRecordBytes int32 = 64 << 20 // 64 MiB per encoded record
+	// DefaultDeadLetterMaxBytes is the budget of the dead-letter file.
+	DefaultDeadLetterMaxBytes int64 = 1 << 30 // 1 GiB
 	// DefaultCompression was chosen by BenchmarkCodec on ~1 KB JSON audit
 	// logs: see codec_test.go and the package report.
 	DefaultCompression = CompressionS2
@@ -38,6 +40,17 @@ type Options struct {
 	// Compression of payloads on disk: "s2", "lz4", "zstd" or "none". Default
 	// DefaultCompression. Records written with any codec stay readable.
 	Compression string
+	// DeadLetterMaxBytes is the budget, in bytes, of the dead-letter file
+	// (of both lanes together, see Lanes): DeadLetter refuses an entry
+	// that would pass it (ErrDeadLetterFull). Quarantined corrupt bytes
+	// (found by recovery or Peek) are stored even past it: they are
+	// evidence, small, and dropping them would lose data. Default
+	// DefaultDeadLetterMaxBytes.
+	DeadLetterMaxBytes int64
+	// DeadLetterMinFreeBytes is the free-space floor of the filesystem, in
+	// bytes, below which DeadLetter refuses an entry (ErrDeadLetterFull).
+	// Default: MinFreeBytes.
+	DeadLetterMinFreeBytes int64
 	// Logger receives the spool's and go-diskqueue's messages; nil discards.
 	Logger *slog.Logger
 }
@@ -55,6 +68,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxRecordBytes == 0 {
 		o.MaxRecordBytes = DefaultMaxRecordBytes
 	}
+	if o.DeadLetterMaxBytes == 0 {
+		o.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
+	}
+	if o.DeadLetterMinFreeBytes == 0 {
+		o.DeadLetterMinFreeBytes = o.MinFreeBytes
+	}
 	if o.Compression == "" {
 		o.Compression = DefaultCompression
 	}
@@ -66,6 +85,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("spool options: MaxBytes %d must not be negative", o.MaxBytes)
 	case o.MinFreeBytes < 0:
 		return o, fmt.Errorf("spool options: MinFreeBytes %d must not be negative", o.MinFreeBytes)
+	case o.DeadLetterMaxBytes < 0:
+		return o, fmt.Errorf("spool options: DeadLetterMaxBytes %d must not be negative", o.DeadLetterMaxBytes)
+	case o.DeadLetterMinFreeBytes < 0:
+		return o, fmt.Errorf("spool options: DeadLetterMinFreeBytes %d must not be negative", o.DeadLetterMinFreeBytes)
 	case o.SegmentBytes < 4096:
 		return o, fmt.Errorf("spool options: SegmentBytes %d is below the minimum of 4096", o.SegmentBytes)
 	case o.MaxRecordBytes < fixedHeaderBytes:

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -102,15 +101,7 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 	if err != nil {
 		return lay, err
 	}
-	// diskqueue is closed: its metadata temporaries left by a crash can go.
-	if ents, err := os.ReadDir(s.dir); err == nil {
-		meta := filepath.Base(metaPath(s.dir)) + "."
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), meta) && strings.HasSuffix(e.Name(), ".tmp") {
-				os.Remove(filepath.Join(s.dir, e.Name()))
-			}
-		}
-	}
+	removeTemporaries(s.dir)
 	for _, n := range bads {
 		bad := segPath(s.dir, n) + badSuffix
 		if slices.Contains(segs, n) { // already salvaged
@@ -223,8 +214,12 @@ func (s *Spool) fixSegment(n, from int64, sc segScan, last bool) error {
 			return fmt.Errorf("recover segment: %w", err)
 		}
 		if nextFrame(tail, 1, s.opts.MaxRecordBytes) < 0 {
-			s.log.Warn("truncating torn write at end of segment", logKeySegment, segName(n),
-				logKeyOffset, sc.badAt, "bytes", sc.size-sc.badAt)
+			// A write cut short by a crash, most likely, but it may be a
+			// damaged last frame: its bytes go to the dead-letter queue,
+			// counted, before they are cut.
+			if err := s.quarantine(segName(n), sc.badAt, tail, "torn write at end of segment: "+sc.reason); err != nil {
+				return err
+			}
 			if err := os.Truncate(path, sc.badAt); err != nil {
 				return fmt.Errorf("truncate torn segment: %w", err)
 			}
@@ -273,7 +268,10 @@ func (s *Spool) salvage(n, from int64, last bool) error {
 		if end < 0 {
 			end = size
 			if last && tornAt(data, off, s.opts.MaxRecordBytes) {
-				s.log.Warn("dropping torn write at end of segment", logKeySegment, segName(n), logKeyOffset, off, "bytes", size-off)
+				if err := s.quarantine(filepath.Base(src), off, data[off:], "torn write at end of segment: "+err.(*CorruptError).Reason); err != nil {
+					return err
+				}
+				lost++
 				break
 			}
 		}

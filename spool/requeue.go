@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -60,23 +59,21 @@ func (s *Spool) requeue(ctx context.Context, match func(DeadLetter) bool,
 	if err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
 	}
-	r := bufio.NewReader(io.NewSectionReader(f, 0, size))
-	for off := int64(0); off < size; {
-		n, d, err := readDeadLetterEntry(r)
+	for e, err := range scanDeadLetters(f, size, true) {
 		if err != nil {
 			f.Close()
-			return 0, fmt.Errorf("requeue: read dead letter at offset %d: %w", off, err)
+			return 0, fmt.Errorf("requeue: %w", err)
 		}
-		if d.Record != nil && (match == nil || match(d)) && putErr == nil {
+		// Damaged regions and entries of corrupt bytes stay.
+		if d := e.d; d.Record != nil && (match == nil || match(d)) && putErr == nil {
 			rec := *d.Record
 			rec.Seq = 0
 			if err := put(ctx, &rec); err != nil {
 				putErr = fmt.Errorf("requeue: put record %d of the dead-letter queue: %w", len(take)+1, err)
 			} else {
-				take = append(take, dlSpan{off, n})
+				take = append(take, dlSpan{e.off, e.n})
 			}
 		}
-		off += n
 	}
 	f.Close()
 	if len(take) == 0 {

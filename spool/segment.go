@@ -7,61 +7,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
-
-	"slsrelay/internal/failpoint"
 )
-
-// Segment files are go-diskqueue's: <dqName>.diskqueue.NNNNNN.dat, each a
-// sequence of frames (4-byte big-endian length, then one encoded record),
-// plus its metadata file <dqName>.diskqueue.meta.dat.
-const (
-	dqName    = "spool"
-	segPrefix = dqName + ".diskqueue."
-	segSuffix = ".dat"
-	badSuffix = ".bad"
-)
-
-func segName(n int64) string             { return fmt.Sprintf("%s%06d%s", segPrefix, n, segSuffix) }
-func segPath(dir string, n int64) string { return filepath.Join(dir, segName(n)) }
-func metaPath(dir string) string         { return filepath.Join(dir, segPrefix+"meta.dat") }
-
-// parseSegName returns the number of a segment (or .bad segment) file name.
-func parseSegName(name string) (n int64, bad, ok bool) {
-	if strings.HasSuffix(name, badSuffix) {
-		name, bad = strings.TrimSuffix(name, badSuffix), true
-	}
-	if !strings.HasPrefix(name, segPrefix) || !strings.HasSuffix(name, segSuffix) {
-		return 0, false, false
-	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(name, segPrefix), segSuffix), 10, 64)
-	return n, bad, err == nil && n >= 0
-}
 
 // listSegments returns the numbers of the segment files and of the .bad
-// files in dir, sorted, and removes leftover temporary files.
+// files in dir, sorted. It writes nothing: it runs beside an open spool
+// (Sync) and in inspection tools (Inspect), where a temporary file belongs
+// to whoever is writing it; recovery removes leftovers (removeTemporaries).
 func listSegments(dir string) (segs, bads []int64, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list segments: %w", err)
 	}
 	for _, e := range ents {
-		name := e.Name()
-		// A salvage's temporary file (segment name + ".tmp"), left by a
-		// crash. Not diskqueue's metadata temporaries ("meta.dat.<n>.tmp"):
-		// this runs while diskqueue is open too (Sync), and removing one
-		// of those makes diskqueue's metadata rename, hence its sync, fail.
-		if tmp, ok := strings.CutSuffix(name, ".tmp"); ok {
-			if _, bad, ok := parseSegName(tmp); ok && !bad {
-				os.Remove(filepath.Join(dir, name))
-			}
-			continue
-		}
-		n, bad, ok := parseSegName(name)
+		n, bad, ok := parseSegName(e.Name())
 		switch {
 		case !ok:
 		case bad:
@@ -73,52 +33,6 @@ func listSegments(dir string) (segs, bads []int64, err error) {
 	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
 	sort.Slice(bads, func(i, j int) bool { return bads[i] < bads[j] })
 	return segs, bads, nil
-}
-
-// dqMeta mirrors go-diskqueue's metadata file.
-type dqMeta struct {
-	depth, readFile, readPos, writeFile, writePos int64
-}
-
-func readDQMeta(dir string) (dqMeta, error) {
-	var m dqMeta
-	b, err := os.ReadFile(metaPath(dir))
-	if err != nil {
-		return m, err
-	}
-	_, err = fmt.Sscanf(string(b), "%d\n%d,%d\n%d,%d\n", &m.depth, &m.readFile, &m.readPos, &m.writeFile, &m.writePos)
-	if err != nil {
-		return m, fmt.Errorf("parse diskqueue metadata: %w", err)
-	}
-	return m, nil
-}
-
-// writeDQMeta replaces go-diskqueue's metadata file durably (tmp, fsync,
-// rename, directory fsync).
-func writeDQMeta(dir string, m dqMeta, syncFile func(*os.File) error) error {
-	tmp := metaPath(dir) + ".spool.tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write diskqueue metadata: %w", err)
-	}
-	_, err = fmt.Fprintf(f, "%d\n%d,%d\n%d,%d\n", m.depth, m.readFile, m.readPos, m.writeFile, m.writePos)
-	if err == nil {
-		err = syncFile(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	failpoint.Hit(failpoint.SpoolMeta)
-	if err == nil {
-		err = os.Rename(tmp, metaPath(dir))
-	}
-	if err == nil {
-		err = syncDir(dir, syncFile)
-	}
-	if err != nil {
-		return fmt.Errorf("write diskqueue metadata: %w", err)
-	}
-	return nil
 }
 
 func syncDir(dir string, syncFile func(*os.File) error) error {

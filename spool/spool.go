@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"os"
@@ -62,6 +61,8 @@ type Spool struct {
 	spaceCh   chan struct{} // closed and replaced when budget frees
 
 	puts, acked, corrupt atomic.Int64
+	dlRefused            atomic.Int64
+	dlFull               atomic.Bool // the last DeadLetter was refused (log once per episode)
 
 	// delivery side (Peek/Ack goroutine)
 	head    *Record
@@ -103,10 +104,21 @@ type Stats struct {
 	Bytes       int64         // their bytes on disk, framing included
 	OldestAge   time.Duration // age (from ReceivedAt) of the oldest unacknowledged record; 0 if empty or unknown
 	DeadLetters int64         // entries in the dead-letter queue
-	Corrupt     int64         // corruption events since Open (each one dead-lettered)
-	Put         int64         // records Put since Open
-	Acked       int64         // records acknowledged since Open
-	SyncError   error         // the sticky fsync error, if any
+	// DeadLetterBytes is the size of the dead-letter file, counted against
+	// Options.DeadLetterMaxBytes.
+	DeadLetterBytes int64
+	// DeadLetterDamaged counts the damaged regions of the dead-letter file
+	// found at Open: kept in place, skipped by readers, each costing only
+	// the entries it overlaps.
+	DeadLetterDamaged int64
+	// DeadLetterRefused counts the DeadLetter calls refused since Open
+	// because the dead-letter queue was full (ErrDeadLetterFull): the
+	// record stayed in the spool, undelivered.
+	DeadLetterRefused int64
+	Corrupt           int64 // corruption events since Open (each one dead-lettered)
+	Put               int64 // records Put since Open
+	Acked             int64 // records acknowledged since Open
+	SyncError         error // the sticky fsync error, if any
 }
 
 // hooks are the fault seams for white-box tests.
@@ -176,7 +188,7 @@ func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 			return nil, err
 		}
 	}
-	if s.dlq, err = openDeadLetters(dir, h.syncFile); err != nil {
+	if s.dlq, err = openDeadLetters(dir, h.syncFile, s.log); err != nil {
 		return nil, err
 	}
 	if err = s.reload(nil); err != nil {
@@ -195,111 +207,6 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock spool %s (another process uses it?): %w", dir, err)
 	}
 	return f, nil
-}
-
-func (s *Spool) newDQ() diskqueue.Interface {
-	l := newDQLogger(s.log, s.onDQEvent)
-	return diskqueue.New(dqName, s.dir, s.opts.SegmentBytes, fixedHeaderBytes, s.opts.MaxRecordBytes,
-		1<<62, 2*time.Second, l.logf)
-}
-
-// onDQEvent runs in diskqueue's ioLoop goroutine, synchronously, so the
-// files are as diskqueue left them just before the logged action. It
-// returns true for an expected, harmless event.
-func (s *Spool) onDQEvent(ev dqEvent) bool {
-	switch ev.kind {
-	case evSyncError:
-		s.setSyncErr(fmt.Errorf("diskqueue: %s: %w", ev.err, ErrSyncFailed))
-	case evDiverged:
-		s.diverged.Store(true)
-	case evJump:
-		s.evMu.Lock()
-		clean := s.cleanJump
-		s.cleanJump = false
-		s.evMu.Unlock()
-		if clean {
-			return true
-		}
-		s.diverged.Store(true)
-	case evReadError:
-		if end, ok := s.segmentEnd(ev); ok {
-			s.evMu.Lock()
-			s.ended = append(s.ended, end)
-			s.cleanJump = true
-			s.evMu.Unlock()
-			return true
-		}
-		s.diverged.Store(true)
-		s.evMu.Lock()
-		s.events = append(s.events, ev)
-		s.evMu.Unlock()
-		select {
-		case s.evCh <- struct{}{}:
-		default:
-		}
-	}
-	return false
-}
-
-// segEnd is a complete segment that diskqueue read to its end.
-type segEnd struct{ n, size int64 }
-
-// segmentEnd recognises the read "error" of go-diskqueue (pinned version)
-// when its reader is caught up at the end of the segment being written and
-// the writer rolls to the next segment: writeOne then leaves readFileNum <
-// writeFileNum with readPos at the end of the old file, and the next
-// readOne meets io.EOF there. diskqueue's handleReadError then renames the
-// old segment .bad and moves the reader to the start of the next one, which
-// is exactly right: every frame of the old segment has been read (and,
-// since the spool consumes only on Ack, acknowledged). It is the same for
-// an empty complete segment. The test: io.EOF (a clean end, not
-// io.ErrUnexpectedEOF) exactly at the file's size, in a segment that has a
-// successor (so the writer has left it; diskqueue creates the next segment
-// before reading again).
-func (s *Spool) segmentEnd(ev dqEvent) (segEnd, bool) {
-	if ev.err != io.EOF.Error() {
-		return segEnd{}, false
-	}
-	n, bad, ok := parseSegName(filepath.Base(ev.file))
-	if !ok || bad || filepath.Dir(ev.file) != filepath.Clean(s.dir) {
-		return segEnd{}, false
-	}
-	st, err := os.Stat(ev.file)
-	if err != nil || st.Size() != ev.offset {
-		return segEnd{}, false
-	}
-	if _, err := os.Stat(segPath(s.dir, n+1)); err != nil {
-		return segEnd{}, false
-	}
-	return segEnd{n, ev.offset}, true
-}
-
-// dropEnded removes the .bad files diskqueue left for segments it read to
-// their end (segmentEnd). Called only when diskqueue has finished renaming
-// them: after receiving from PeekChan (diskqueue cannot read further, hence
-// meet an end, before the previous frame was consumed, and it renames
-// before it sends again) or once it is closed. A .bad left by a crash is
-// removed at recovery (it holds only acknowledged frames).
-func (s *Spool) dropEnded() {
-	s.evMu.Lock()
-	ended := s.ended
-	s.ended = nil
-	s.evMu.Unlock()
-	for _, e := range ended {
-		bad := segPath(s.dir, e.n) + badSuffix
-		st, err := os.Stat(bad)
-		if err != nil || st.Size() != e.size {
-			s.log.Warn("fully read segment not found as diskqueue renamed it; leaving it to recovery",
-				logKeySegment, segName(e.n), logKeyErr, err)
-			continue
-		}
-		failpoint.Hit(failpoint.SpoolDelete)
-		if err := os.Remove(bad); err != nil {
-			s.log.Warn("remove fully read segment", logKeySegment, segName(e.n), logKeyErr, err)
-			continue
-		}
-		s.log.Debug("removed fully read segment", logKeySegment, segName(e.n))
-	}
 }
 
 func (s *Spool) takeEvents() []dqEvent {
@@ -452,6 +359,14 @@ func (s *Spool) Peek(ctx context.Context) (*Record, error) {
 			}
 			r, err := decodeRecord(b)
 			if err != nil {
+				if h, verr := verifyRecord(b); verr == nil {
+					// Intact bytes (CRC valid) that will not decode:
+					// salvage would keep them, so repair cannot help.
+					if err := s.quarantineHead(h, b, err); err != nil {
+						return nil, err
+					}
+					continue
+				}
 				if err := s.repair(ctx, err); err != nil {
 					return nil, err
 				}
@@ -501,15 +416,39 @@ func (s *Spool) Ack(seq uint64) error {
 		}
 		return fmt.Errorf("ack seq %d (head %d): %w", seq, want, ErrNotHead)
 	}
+	if err := s.remove(seq, s.headLen); err != nil {
+		return err
+	}
+	s.acked.Add(1)
+	s.head = nil
+	return nil
+}
+
+// quarantineHead moves the frame diskqueue offers, b (record seq h.seq,
+// CRC valid), which does not decode, to the dead-letter queue with the
+// reason, and removes it from the spool. The acknowledged Seq is persisted
+// before it leaves diskqueue, so after a restart it is skipped, not met
+// again.
+func (s *Spool) quarantineHead(h recordHeader, b []byte, cause error) error {
+	reason := fmt.Sprintf("record does not decode although its CRC is valid: seq %d: %v", h.seq, cause)
+	if err := s.quarantine("", -1, b, reason); err != nil {
+		return err
+	}
+	return s.remove(h.seq, len(b))
+}
+
+// remove persists seq as acknowledged and takes its frame, of n bytes,
+// out of diskqueue.
+func (s *Spool) remove(seq uint64, n int) error {
 	if err := s.state.setAcked(seq); err != nil {
 		return fmt.Errorf("ack seq %d: %w", seq, err)
 	}
-	if err := s.consume(s.headLen); err != nil {
+	if err := s.consume(n); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.depth--
-	s.bytes -= int64(4 + s.headLen)
+	s.bytes -= int64(4 + n)
 	if s.depth == 0 {
 		s.hasOldest = false
 	}
@@ -519,8 +458,6 @@ func (s *Spool) Ack(seq uint64) error {
 	if p := s.peer; p != nil { // the other lane's Put may wait on the shared budget
 		p.wakeSpace()
 	}
-	s.acked.Add(1)
-	s.head = nil
 	return nil
 }
 
@@ -543,6 +480,13 @@ func (s *Spool) usedBytes() int64 {
 // before returning. It does not acknowledge anything: Ack the peeked
 // record separately. r may be a peeked record or a new one holding only the
 // rejected events. Safe for concurrent use.
+//
+// When the entry would take the dead-letter file past
+// Options.DeadLetterMaxBytes (of both lanes together, see Lanes), or the
+// filesystem below Options.DeadLetterMinFreeBytes, DeadLetter stores
+// nothing and returns an error wrapping ErrDeadLetterFull, counted in
+// Stats.DeadLetterRefused and logged once per episode: the caller keeps
+// the record in the spool (does not Ack it) and retries later.
 func (s *Spool) DeadLetter(r *Record, reason string) error {
 	if s.isClosed() {
 		return ErrClosed
@@ -551,7 +495,44 @@ func (s *Spool) DeadLetter(r *Record, reason string) error {
 	if err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
-	return s.dlq.add(dlKindRecord, time.Now(), "", -1, int64(len(f.buf)), reason, f.seal(r.Seq))
+	b := encodeDeadLetter(dlKindRecord, time.Now(), "", -1, int64(len(f.buf)), reason, f.seal(r.Seq))
+	if err := s.deadLetterRoom(int64(len(b))); err != nil {
+		s.dlRefused.Add(1)
+		if !s.dlFull.Swap(true) {
+			s.log.Error("dead-letter queue full: the rejected record stays in the spool, undelivered, and its sink waits",
+				logKeySeq, r.Seq, logKeyErr, err)
+		}
+		return err
+	}
+	if err := s.dlq.append(b); err != nil {
+		return err
+	}
+	if s.dlFull.Swap(false) {
+		s.log.Info("dead-letter queue has room again")
+	}
+	return nil
+}
+
+// deadLetterRoom checks the dead-letter budget and floor for an entry of
+// n bytes.
+func (s *Spool) deadLetterRoom(n int64) error {
+	used := s.dlq.bytes()
+	if p := s.peer; p != nil {
+		used += p.dlq.bytes()
+	}
+	if used+n > s.opts.DeadLetterMaxBytes {
+		return fmt.Errorf("dead letter: the queue holds %d bytes, an entry of %d would pass its budget of %d (DeadLetterMaxBytes): %w",
+			used, n, s.opts.DeadLetterMaxBytes, ErrDeadLetterFull)
+	}
+	free, err := s.h.statfs(s.dir)
+	if err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	if free-n < s.opts.DeadLetterMinFreeBytes {
+		return fmt.Errorf("dead letter: %d bytes free on the filesystem, an entry of %d would go below the floor of %d (DeadLetterMinFreeBytes): %w",
+			free, n, s.opts.DeadLetterMinFreeBytes, ErrDeadLetterFull)
+	}
+	return nil
 }
 
 // DeadLetters iterates over the dead-letter queue, oldest first. It reads
@@ -569,8 +550,9 @@ func (s *Spool) Stats() Stats {
 	}
 	s.mu.Unlock()
 	s.dlq.mu.Lock()
-	st.DeadLetters = s.dlq.count
+	st.DeadLetters, st.DeadLetterBytes, st.DeadLetterDamaged = s.dlq.count, s.dlq.size, s.dlq.damaged
 	s.dlq.mu.Unlock()
+	st.DeadLetterRefused = s.dlRefused.Load()
 	st.Corrupt = s.corrupt.Load()
 	st.Put = s.puts.Load()
 	st.Acked = s.acked.Load()

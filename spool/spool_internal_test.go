@@ -534,8 +534,9 @@ func TestSpool_KillDashNine(t *testing.T) {
 }
 
 // TestSpool_RepairDoesNotLoop: a record that passes its CRC but does not
-// decode survives salvage, so each repair would meet it again. Peek must
-// give up with an error after a bounded number of repairs, not spin.
+// decode survives salvage, so each repair would meet it again: Peek
+// quarantines it instead (dead letter, counted) and moves on, without a
+// repair.
 func TestSpool_RepairDoesNotLoop(t *testing.T) {
 	dir := t.TempDir()
 	s := openHooks(t, dir, iopts(t), defaultHooks())
@@ -543,24 +544,28 @@ func TestSpool_RepairDoesNotLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	binary.BigEndian.PutUint32(f.buf[60:], 101) // payload length disagrees; the CRC is computed after
-	if err := s.dq.Put(f.seal(1)); err != nil {
+	binary.BigEndian.PutUint32(f.buf[60:], 101)         // payload length disagrees; the CRC is computed after
+	if err := s.Put(ictx(t), irec(1, 10)); err != nil { // accounted for; its frame is replaced below
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = s.Peek(ctx)
-	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "giving up") {
-		t.Fatalf("Peek: %v, want the repair to give up", err)
+	s.Close()
+	editSegment(t, dir, 0, func([]byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(f.buf)))
+		return append(b, f.seal(1)...)
+	})
+	s = openHooks(t, dir, iopts(t), defaultHooks())
+	if err := s.Put(ictx(t), irec(2, 10)); err != nil {
+		t.Fatal(err)
 	}
-	if _, err2 := s.Peek(ctx); err2 != err {
-		t.Fatalf("second Peek: %v, want the same sticky error", err2)
+	r, err := s.Peek(ictx(t))
+	if err != nil || r.Cursor != "2" {
+		t.Fatalf("Peek: %v, %v; want record 2 after the undecodable one", r, err)
 	}
-	if err := s.Put(ctx, irec(1, 10)); err == nil {
-		t.Fatal("Put succeeded with diskqueue closed")
-	}
-	if st := s.Stats(); st.Corrupt != 0 || st.DeadLetters != 0 {
+	if st := s.Stats(); st.Corrupt != 1 || st.DeadLetters != 1 || st.Depth != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+	if s.repairRuns != 0 {
+		t.Fatalf("%d repairs ran", s.repairRuns)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // The durability barrier.
@@ -125,16 +126,21 @@ func (s *Spool) doSync() (uint64, error) {
 		}
 	}
 	if slow {
-		segs, _, err := listSegments(s.dir)
+		// Every segment from the last synced one on, including those
+		// diskqueue renamed .bad meanwhile (a read error on the write
+		// segment): a record written before the rename is in that file,
+		// and fd opens it under either name.
+		segs, bads, err := listSegments(s.dir)
 		if err != nil {
 			return fail(err)
 		}
 		nums = nums[:0]
-		for _, n := range segs {
-			if n >= s.syncedFile {
+		for _, n := range slices.Concat(segs, bads) {
+			if n >= s.syncedFile && !slices.Contains(nums, n) {
 				nums = append(nums, n)
 			}
 		}
+		slices.Sort(nums)
 		dirDirty = true
 	}
 	last := s.syncedFile
@@ -178,6 +184,14 @@ func (s *Spool) fd(n int64) (*os.File, error) {
 		return f, nil
 	}
 	f, err := os.Open(segPath(s.dir, n))
+	if errors.Is(err, os.ErrNotExist) {
+		// Renamed by diskqueue after a read error; salvage has not run
+		// yet (it holds fileMu too).
+		f, err = os.Open(segPath(s.dir, n) + badSuffix)
+		if errors.Is(err, os.ErrNotExist) {
+			err = &os.PathError{Op: "open", Path: segPath(s.dir, n), Err: os.ErrNotExist}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -84,19 +85,16 @@ func spoolOptions(c *Config, log *slog.Logger) spool.Options {
 		SegmentBytes: int64(c.Spool.SegmentBytes),
 		Compression:  c.Spool.Compression,
 		Logger:       log,
+
+		DeadLetterMaxBytes:     int64(c.Spool.DeadLetterMaxBytes),
+		DeadLetterMinFreeBytes: int64(c.Spool.DeadLetterMinFreeBytes),
 	}
 }
 
 // ingestSources maps sources[] onto ingest.Source values.
 func ingestSources(c *Config) ([]ingest.Source, error) {
-	creds := &ingest.FileCredentials{
-		AccessKeyID:     c.SLS.AccessKeyID,
-		AccessKeySecret: c.SLS.AccessKeySecret.Reveal(),
-		SecretFile:      c.SLS.AccessKeySecretFile,
-		SecurityToken:   c.SLS.SecurityToken.Reveal(),
-		TokenFile:       c.SLS.SecurityTokenFile,
-	}
-	httpc := ingest.NewHTTPClient(ingest.HTTPOptions{ConnectTo: c.SLS.ConnectTo, Timeout: time.Duration(c.SLS.Timeout)})
+	creds := slsCredentials(c)
+	httpc := slsHTTPClient(c)
 	name, err := defaultConsumerName(c.DataDir)
 	if err != nil {
 		return nil, err
@@ -132,6 +130,35 @@ func ingestSources(c *Config) ([]ingest.Source, error) {
 		out = append(out, src)
 	}
 	return out, nil
+}
+
+func slsCredentials(c *Config) *ingest.FileCredentials {
+	return &ingest.FileCredentials{
+		AccessKeyID:     c.SLS.AccessKeyID,
+		AccessKeySecret: c.SLS.AccessKeySecret.Reveal(),
+		SecretFile:      c.SLS.AccessKeySecretFile,
+		SecurityToken:   c.SLS.SecurityToken.Reveal(),
+		TokenFile:       c.SLS.SecurityTokenFile,
+	}
+}
+
+func slsHTTPClient(c *Config) *http.Client {
+	return ingest.NewHTTPClient(ingest.HTTPOptions{ConnectTo: c.SLS.ConnectTo, Timeout: time.Duration(c.SLS.Timeout)})
+}
+
+// newSLSClient is an SLS API client for endpoint with the config's
+// credentials, connection settings and signature version (replay's; the
+// consumer workers build their own from ingest.Source).
+func newSLSClient(c *Config, endpoint string) sls.ClientInterface {
+	cl := sls.CreateNormalInterfaceV2(endpoint, slsCredentials(c))
+	cl.SetHTTPClient(slsHTTPClient(c))
+	if c.SLS.AuthVersion == "v4" {
+		cl.SetAuthVersion(sls.AuthV4)
+	}
+	if c.SLS.Region != "" {
+		cl.SetRegion(c.SLS.Region)
+	}
+	return cl
 }
 
 // defaultConsumerName is "<hostname>-<hash of the data directory>": stable
@@ -170,6 +197,7 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 			Name: s.Name, URL: h.URL,
 			Token: deliver.Secret(h.Token.Reveal()), TokenFile: h.TokenFile,
 			Host: h.Host, Source: h.Source, Sourcetype: h.Sourcetype, Index: h.Index,
+			Fields:          h.Fields,
 			MaxRequestBytes: int(h.MaxRequestBytes),
 			CAFile:          h.TLS.CAFile, CertFile: h.TLS.CertFile, KeyFile: h.TLS.KeyFile,
 			ServerName: h.TLS.ServerName, InsecureSkipVerify: h.TLS.InsecureSkipVerify,
@@ -186,6 +214,8 @@ func newSink(s SinkConfig, log *slog.Logger) (deliver.Sink, error) {
 		return deliver.NewHEC(o)
 	case "syslog":
 		return newSyslogSink(s, log)
+	case "file":
+		return newFileSink(s, log)
 	default:
 		return nil, fmt.Errorf("sink %q: unknown type %q", s.Name, s.Type)
 	}

@@ -188,7 +188,16 @@ func TestChaos_DiskTrouble(t *testing.T) {
 		T:       tl,
 		Figures: figs,
 		Pass:    pass && tl.Lost == 0,
-		Notes:   "found: after ENOSPC inside go-diskqueue (its metadata write) the spool's error is sticky, so ingest stays stopped after space is freed until the relay is restarted; the floor (A) normally prevents reaching ENOSPC",
+		Notes:   diskNote(resumedB),
 		Elapsed: time.Since(begin),
 	})
+}
+
+// diskNote explains B's outcome: scenario 23 (disk full, no restart)
+// requires the resumption this one only measures.
+func diskNote(resumed bool) string {
+	if resumed {
+		return "B resumed by itself: an ENOSPC that hits only go-diskqueue's metadata file is not sticky (the spool never reads that file); see also scenario 23"
+	}
+	return "found: after ENOSPC the spool's error stayed sticky, so ingest stayed stopped after space was freed until the relay was restarted; the floor (A) normally prevents reaching ENOSPC"
 }

@@ -99,12 +99,17 @@ type SpoolConfig struct {
 	// the backlog is sealed and new records are delivered interleaved
 	// with it (spool.Lanes). Default DefaultInterleaveAfter.
 	InterleaveAfter Duration `yaml:"interleave_after"`
+	// DeadLetterMaxBytes is the budget of each sink's dead-letter queue
+	// (spool.Options.DeadLetterMaxBytes); DeadLetterMinFreeBytes its
+	// free-disk floor (default: min_free_bytes).
+	DeadLetterMaxBytes     ByteSize `yaml:"dead_letter_max_bytes"`
+	DeadLetterMinFreeBytes ByteSize `yaml:"dead_letter_min_free_bytes"`
 }
 
 // SinkConfig is one SIEM destination with its own spool.
 type SinkConfig struct {
 	Name string `yaml:"name"`
-	Type string `yaml:"type"` // hec
+	Type string `yaml:"type"` // hec, syslog, file
 	// RateLimit caps delivery in events per second (0: unlimited), so that a
 	// SIEM back from maintenance is not flooded by the backlog.
 	RateLimit float64 `yaml:"rate_limit"`
@@ -113,6 +118,7 @@ type SinkConfig struct {
 	Retry  RetryConfig   `yaml:"retry"`
 	HEC    *HECConfig    `yaml:"hec"`
 	Syslog *SyslogConfig `yaml:"syslog"`
+	File   *FileConfig   `yaml:"file"`
 }
 
 // RetryConfig bounds a sink's exponential backoff.
@@ -136,6 +142,9 @@ type HECConfig struct {
 	Concurrency     int       `yaml:"concurrency"`
 	TLS             TLSConfig `yaml:"tls"`
 	Ack             AckConfig `yaml:"ack"`
+
+	// Fields are indexed fields added to every event.
+	Fields map[string]string `yaml:"fields"`
 }
 
 // TLSConfig is the client side of a TLS connection.
@@ -476,6 +485,12 @@ func (c *Config) validateSpool(e *ConfigError) {
 	if s.MinFreeBytes < 0 {
 		e.add("spool.min_free_bytes", "must not be negative")
 	}
+	if s.DeadLetterMaxBytes < 0 {
+		e.add("spool.dead_letter_max_bytes", "must not be negative")
+	}
+	if s.DeadLetterMinFreeBytes < 0 {
+		e.add("spool.dead_letter_min_free_bytes", "must not be negative")
+	}
 	if s.SegmentBytes != 0 && s.SegmentBytes < 1<<20 {
 		e.add("spool.segment_bytes", "%s is below the minimum of 1MiB", s.SegmentBytes)
 	}
@@ -514,10 +529,16 @@ func (s *SinkConfig) validate(path string, e *ConfigError) {
 			return
 		}
 		s.Syslog.validate(path+".syslog", e)
+	case "file":
+		if s.File == nil {
+			e.add(path+".file", "is required for type file")
+			return
+		}
+		s.File.validate(path+".file", e)
 	case "":
-		e.add(path+".type", "is required (hec, syslog)")
+		e.add(path+".type", "is required (hec, syslog, file)")
 	default:
-		e.add(path+".type", "%q is not a known sink type (hec, syslog)", s.Type)
+		e.add(path+".type", "%q is not a known sink type (hec, syslog, file)", s.Type)
 	}
 }
 

@@ -23,6 +23,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the relay from a config file", runRun},
 		{"validate", "check a config file and print ok or every problem", runValidate},
+		{"replay", "re-send a time range of a logstore from SLS to the sinks, resumable", runReplay},
 		{"spool", "inspect spools, dump dead letters, requeue them (stat|dump|requeue)", runSpool},
 		{"emulate", "serve a local SLS emulator (for tests and experiments)", runEmulate},
 		{"demo", "run the relay end to end on an embedded emulator and HEC receiver", runDemo},
@@ -75,6 +76,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 2
 		default:
 			fmt.Fprintf(stderr, "slsrelay %s: %v\n", c.name, err)
+			var ec interface{ ExitCode() int }
+			if errors.As(err, &ec) {
+				return ec.ExitCode()
+			}
 			return 1
 		}
 	}

@@ -148,7 +148,11 @@ func (t *spoolSet) stat(w io.Writer, only string) error {
 		if st.OldestAge > 0 {
 			oldest = st.OldestAge.Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, st.DeadLetters, dir)
+		dead := strconv.FormatInt(st.DeadLetters, 10)
+		if st.DeadLetterDamaged > 0 { // kept in the file, shown by dump as corrupt entries
+			dead += fmt.Sprintf(" (+%d damaged)", st.DeadLetterDamaged)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, dead, dir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -34,6 +34,8 @@ type SyslogConfig struct {
 	BOM          bool              `yaml:"bom"`
 	PayloadMeta  bool              `yaml:"payload_meta"`
 	FieldMap     map[string]string `yaml:"field_map"`
+	// SDParams are added to the [sls@PEN] structured data (rfc5424).
+	SDParams map[string]string `yaml:"sd_params"`
 
 	KV   SyslogKVConfig   `yaml:"kv"`
 	CEF  SyslogCEFConfig  `yaml:"cef"`
@@ -169,7 +171,7 @@ func (c *SyslogConfig) options(s SinkConfig, log *slog.Logger) deliver.SyslogOpt
 		Name: s.Name, Network: c.Network, Address: c.Address, TLS: c.UseTLS, Framing: c.Framing,
 		Format: c.Format, Payload: c.Payload, Facility: c.Facility, Severity: c.Severity, SeverityMap: c.SeverityMap,
 		Hostname: c.Hostname, AppName: c.AppName, ProcID: c.ProcID, MsgID: c.MsgID,
-		EnterpriseID: c.EnterpriseID, BOM: c.BOM, PayloadMeta: c.PayloadMeta, FieldMap: c.FieldMap,
+		EnterpriseID: c.EnterpriseID, BOM: c.BOM, PayloadMeta: c.PayloadMeta, FieldMap: c.FieldMap, SDParams: c.SDParams,
 		KVSeparator: c.KV.Separator, KVAssign: c.KV.Assign, KVQuote: c.KV.Quote,
 		CEFVendor: c.CEF.Vendor, CEFProduct: c.CEF.Product, CEFVersion: c.CEF.Version,
 		CEFEventClass: c.CEF.EventClass, CEFName: c.CEF.Name, CEFSeverity: c.CEF.Severity,

@@ -117,12 +117,18 @@ type sample struct {
 // startRelay runs bin with the config, logging to logPath, and samples its
 // RSS and CPU every period.
 func startRelay(bin, cfg, logPath string, period time.Duration, extra ...string) (*relayProc, error) {
+	return startProcess(bin, append([]string{"run", "--config", cfg}, extra...), logPath, period)
+}
+
+// startProcess runs the relay binary with args (a subcommand and its
+// flags), sampling it like startRelay.
+func startProcess(bin string, args []string, logPath string, period time.Duration) (*relayProc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	cmd := exec.Command(bin, append([]string{"run", "--config", cfg}, extra...)...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), relayEnv...)
 	if err := cmd.Start(); err != nil {
@@ -179,6 +185,34 @@ func (p *relayProc) exited() (bool, error) {
 type procUsage struct {
 	CPU     time.Duration // user + system
 	PeakRSS int64         // VmHWM (read just before the stop), bytes
+}
+
+// wait waits up to timeout for a process that ends by itself (replay) and
+// returns its usage; a failed exit is an error.
+func (p *relayProc) wait(timeout time.Duration) (procUsage, error) {
+	var hwm int64
+	if v, err := readStatus(p.pid(), "VmHWM:"); err == nil {
+		hwm = v
+	}
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	close(p.quit)
+	<-p.sampled
+	if p.waitErr != nil {
+		return procUsage{}, fmt.Errorf("exited: %v (log %s)\n%s", p.waitErr, p.log, tailFile(p.log, 20))
+	}
+	u := procUsage{PeakRSS: hwm}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		u.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, s := range p.Samples() { // VmHWM may be gone once it exited
+		u.PeakRSS = max(u.PeakRSS, s.RSS)
+	}
+	return u, nil
 }
 
 // stop sends SIGTERM, waits up to timeout, then SIGKILLs, and returns the

@@ -31,7 +31,7 @@ func TestSlsbench_Smoke(t *testing.T) {
 			t.Fatalf("build slsrelay: %v\n%s", err, out)
 		}
 	}
-	only := []string{"e2e", "ceiling", "drain", "memory", "wan"}
+	only := []string{"e2e", "ceiling", "drain", "memory", "wan", "replay"}
 	if _, ok := benchFuncs["spool"]; ok {
 		only = append(only, "spool")
 	}
@@ -75,7 +75,10 @@ func TestSlsbench_Smoke(t *testing.T) {
 	if first != summary {
 		t.Errorf("report starts with %q, want the summary %q", first, summary)
 	}
-	for _, want := range []string{"## 1. End to end", "## 2. Ceiling", "## 4. Backlog drain", "## 5. Memory under backlog", "## 6. WAN efficiency", "## Machine"} {
+	if strings.Contains(summary, "replay n/a") {
+		t.Errorf("replay benchmark not measured: summary %q", summary)
+	}
+	for _, want := range []string{"## 1. End to end", "## 2. Ceiling", "## 4. Backlog drain", "## 5. Memory under backlog", "## 6. WAN efficiency", "## 8. Replay", "## Machine"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("report lacks %q", want)
 		}
