@@ -180,3 +180,5 @@ func BenchmarkDecode_Pull(b *testing.B) {
 		}
 	})
 }
+
+func strp(s string) *string { return &s }

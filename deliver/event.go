@@ -1,20 +1,18 @@
 package deliver
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unsafe"
 
-	sls "github.com/aliyun/aliyun-log-go-sdk"
-
+	"slsrelay/internal/loggroup"
 	"slsrelay/spool"
 )
 
 // ErrMalformedPayload is wrapped by Decode when a record's payload is not a
-// valid serialized sls.LogGroupList.
-var ErrMalformedPayload = errors.New("malformed log group list")
+// valid serialized sls.LogGroupList (it is loggroup.ErrMalformed).
+var ErrMalformedPayload = loggroup.ErrMalformed
 
 // Field is one key/value pair of an SLS log or log group tag.
 type Field struct {
@@ -227,73 +225,21 @@ type decoder struct {
 // record, large beside a log.
 const fieldBlock = 3072
 
-type wireErr string
-
-func (e wireErr) Error() string { return string(e) }
-func (e wireErr) Unwrap() error { return ErrMalformedPayload }
+type wireErr = loggroup.Error
 
 const (
-	errTruncated = wireErr("truncated")
-	errVarint    = wireErr("bad varint")
-	errWireType  = wireErr("bad wire type")
+	errTruncated = loggroup.ErrTruncated
+	errVarint    = loggroup.ErrVarint
+	errWireType  = loggroup.ErrWireType
 )
 
-// next reads one field header at s[i:] and returns the field number, wire
-// type, and for wire type 2 the [start,end) of its bytes, else the value.
+// next reads one field header at s[i:] (see loggroup.Next).
 func (d *decoder) next(i, end int) (num, wt int, a, b int, v uint64, n int, err error) {
-	key, i, err := d.varint(i, end)
-	if err != nil {
-		return 0, 0, 0, 0, 0, 0, err
-	}
-	num, wt = int(key>>3), int(key&7)
-	if key>>3 == 0 || key>>3 > 1<<29-1 {
-		return 0, 0, 0, 0, 0, 0, wireErr("bad field number")
-	}
-	switch wt {
-	case 0:
-		v, i, err = d.varint(i, end)
-		return num, wt, 0, 0, v, i, err
-	case 1:
-		if end-i < 8 {
-			return 0, 0, 0, 0, 0, 0, errTruncated
-		}
-		for k := 7; k >= 0; k-- {
-			v = v<<8 | uint64(d.s[i+k])
-		}
-		return num, wt, 0, 0, v, i + 8, nil
-	case 5:
-		if end-i < 4 {
-			return 0, 0, 0, 0, 0, 0, errTruncated
-		}
-		v = uint64(d.s[i]) | uint64(d.s[i+1])<<8 | uint64(d.s[i+2])<<16 | uint64(d.s[i+3])<<24
-		return num, wt, 0, 0, v, i + 4, nil
-	case 2:
-		l, i, err := d.varint(i, end)
-		if err != nil {
-			return 0, 0, 0, 0, 0, 0, err
-		}
-		if l > uint64(end-i) {
-			return 0, 0, 0, 0, 0, 0, errTruncated
-		}
-		return num, wt, i, i + int(l), 0, i + int(l), nil
-	}
-	return 0, 0, 0, 0, 0, 0, errWireType
+	return loggroup.Next(d.s, i, end)
 }
 
 func (d *decoder) varint(i, end int) (uint64, int, error) {
-	var v uint64
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i >= end {
-			return 0, 0, errTruncated
-		}
-		c := d.s[i]
-		i++
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, i, nil
-		}
-	}
-	return 0, 0, errVarint
+	return loggroup.Varint(d.s, i, end)
 }
 
 func (d *decoder) list(start, end int) error {
@@ -440,20 +386,27 @@ func (d *decoder) pair(start, end int) (k, v string, err error) {
 // deadLetterRecord builds a record like r (same source, cursors and Seq)
 // holding only the given events, each in a log group of its own metadata.
 func deadLetterRecord(r *spool.Record, evs []Event) (*spool.Record, error) {
-	list := &sls.LogGroupList{}
+	var p []byte
 	var lastMeta *Meta
-	var g *sls.LogGroup
+	var logs []loggroup.Log
+	flush := func() {
+		if lastMeta != nil || len(logs) > 0 {
+			p = loggroup.AppendGroup(p, groupOf(lastMeta), logs)
+		}
+		logs = logs[:0]
+	}
 	out := *r
 	out.Count = len(evs)
 	out.MinTime, out.MaxTime = 0, 0
 	for i := range evs {
 		e := &evs[i]
-		if g == nil || e.Meta != lastMeta {
+		if i == 0 || e.Meta != lastMeta {
+			if i > 0 {
+				flush()
+			}
 			lastMeta = e.Meta
-			g = newLogGroup(e.Meta)
-			list.LogGroups = append(list.LogGroups, g)
 		}
-		g.Logs = append(g.Logs, newLog(e))
+		logs = append(logs, logOf(e))
 		t := e.Time.Unix()
 		if i == 0 || t < out.MinTime {
 			out.MinTime = t
@@ -462,47 +415,29 @@ func deadLetterRecord(r *spool.Record, evs []Event) (*spool.Record, error) {
 			out.MaxTime = t
 		}
 	}
-	p, err := list.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("encode dead letter: %w", err)
+	if len(evs) > 0 {
+		flush()
 	}
 	out.Payload = p
 	return &out, nil
 }
 
-func strp(s string) *string { return &s }
-
-func newLogGroup(m *Meta) *sls.LogGroup {
-	g := &sls.LogGroup{}
+func groupOf(m *Meta) *loggroup.Group {
+	g := &loggroup.Group{}
 	if m == nil {
 		return g
 	}
-	if m.Topic != "" {
-		g.Topic = strp(m.Topic)
-	}
-	if m.Source != "" {
-		g.Source = strp(m.Source)
-	}
-	if m.category != "" {
-		g.Category = strp(m.category)
-	}
-	if m.machineUUID != "" {
-		g.MachineUUID = strp(m.machineUUID)
-	}
+	g.Topic, g.Source, g.Category, g.MachineUUID = m.Topic, m.Source, m.category, m.machineUUID
 	for _, t := range m.Tags {
-		g.LogTags = append(g.LogTags, &sls.LogTag{Key: strp(t.Key), Value: strp(t.Value)})
+		g.Tags = append(g.Tags, loggroup.KV{Key: t.Key, Value: t.Value})
 	}
 	return g
 }
 
-func newLog(e *Event) *sls.Log {
-	sec := uint32(e.Time.Unix())
-	l := &sls.Log{Time: &sec}
-	if ns := uint32(e.Time.Nanosecond()); ns != 0 {
-		l.TimeNs = &ns
-	}
+func logOf(e *Event) loggroup.Log {
+	l := loggroup.Log{Time: uint32(e.Time.Unix()), TimeNs: uint32(e.Time.Nanosecond())}
 	for _, f := range e.Fields {
-		l.Contents = append(l.Contents, &sls.LogContent{Key: strp(f.Key), Value: strp(f.Value)})
+		l.Contents = append(l.Contents, loggroup.KV{Key: f.Key, Value: f.Value})
 	}
 	return l
 }

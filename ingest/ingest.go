@@ -1,14 +1,73 @@
 // Package ingest consumes SLS logstores through consumer groups and moves
 // every pull into the sinks' spools before any checkpoint moves:
 //
-//	Process(shard, LogGroupList, tracker):
-//	  encode → spool.Put (every sink) → spool.Sync (every sink)
-//	  → checkpoint.Commit (local, bbolt) → tracker.SaveCheckPoint (SLS)
+//	pull [cursor, next) → spool.Put (every sink) → spool.Sync (every sink)
+//	  → checkpoint.Commit (local, bbolt) → UpdateCheckpoint (SLS, every
+//	    full pull's worth of groups or CheckpointInterval, and when a shard
+//	    is released)
 //
 // so that the SLS consumer-group checkpoint never passes a log group that is
 // not fsynced into every spool (DESIGN.md invariant 1). While a spool is full
-// Put blocks, Process blocks, and the consumer library stops pulling that
-// shard: SLS retention is the last buffer.
+// Put blocks and that shard stops pulling: SLS retention is the last buffer.
+//
+// # The consumer-group protocol
+//
+// Ingest drives the group itself on the SDK's public client
+// (sls.ClientInterface); signing, STS and v4 auth stay the SDK's. It follows
+// the SDK's consumer library (aliyun-log-go-sdk v0.1.124, consumer/) where
+// the protocol is the service's:
+//
+//   - CreateConsumerGroup once (an existing group is fine), then a
+//     HeartBeat every HeartbeatInterval carrying the shards this consumer
+//     still works on; the answer is the shards the group assigns it. Like
+//     the library (heart_beat.go: heartShards ∪ heldShards), a shard stays
+//     in the heartbeat until its loop has stopped and committed its last
+//     durable position, so the service hands it to another consumer only
+//     after that (the emulator does the same).
+//   - A shard starts from the group's checkpoint (GetCheckpoint), else from
+//     the start position (GetCursor begin, end or a time).
+//   - Pulls are PullLogs with a count and, optionally, a query; the answer's
+//     next cursor is the end of the pull.
+//   - After HeartbeatTimeout + HeartbeatInterval without a successful
+//     heartbeat, the consumer gives up its shards (the library resets its
+//     held shards the same way).
+//
+// Where it deliberately differs:
+//
+//   - A pull is a fixed range [cursor, next): its bytes are kept until they
+//     are durable in every spool and retried as exactly that range; the
+//     library calls Process again and, on shutdown, skips a failed pull
+//     and may commit past it. Pulls are fetched as bytes
+//     (GetLogsBytesWithQuery) and spooled as they are, never decoded.
+//   - Checkpoints are written for held shards only and without
+//     forceSuccess, so the service refuses a consumer the shard was taken
+//     from; only the last commit of a shard being released is forced, and
+//     only if nobody else moved its checkpoint (the library always forces).
+//     No checkpoint is written before the position the shard started from.
+//   - At start each assigned shard resumes from the later of the local
+//     checkpoint (what this relay spooled) and the group's (what the last
+//     holder spooled): both are durable somewhere, so the later one loses
+//     nothing and never moves the group's checkpoint back. Cursors are
+//     compared as the service encodes them (base64 of a sequence number);
+//     when they cannot be compared the group's wins unless this relay wrote
+//     it. The old design force-wrote every local checkpoint at start,
+//     rewinding shards other relays had advanced.
+//   - An expired cursor is recognised from the pull's own error code
+//     (GapCodes, InvalidCursor as the Java library does): the lost range is
+//     dated with GetCursorTime, recorded with what is known and resumed from
+//     the oldest data; the library retries such a pull for ever.
+//   - A read-only shard (split or merge parent) is read to its end,
+//     committed and dropped from the heartbeat, so that its children are
+//     assigned; the library keeps it and sleeps. Shards created while the
+//     relay runs start at begin whatever the start position.
+//   - A caught-up shard is pulled again after FetchInterval and nothing
+//     else sleeps (the library sleeps up to 500 ms after a small pull).
+//   - Pulls held in memory are bounded per source (maxHeldPulls) however
+//     many shards there are; a slot is taken before the request and given
+//     back on every path.
+//   - Shutdown waits at most ShutdownTimeout; a pull still in flight is
+//     abandoned with nothing checkpointed for it (the library retries its
+//     shutdown flush for ever).
 package ingest
 
 import (
@@ -76,16 +135,21 @@ type Source struct {
 	Compression string
 
 	// HeartbeatInterval and HeartbeatTimeout govern shard assignment;
-	// defaults 20s and 3× the interval (the SDK's).
+	// defaults 20s and 3× the interval (the SDK's). The timeout is the
+	// group's, set when this relay creates it.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// FetchInterval is the pause between pulls of a caught-up shard;
-	// default 200ms.
+	// FetchInterval is the pause before pulling a caught-up shard again;
+	// default 200ms. A pull that returned data is followed at once.
 	FetchInterval time.Duration
 	// MaxFetchGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxFetchGroups int
-	// CheckpointInterval is how often the SDK commits the SLS consumer-group
-	// checkpoint; default 5s. The local checkpoint is committed every pull.
+	// CheckpointInterval is the longest a shard's SLS consumer-group
+	// checkpoint trails what is durably spooled; default 5s. It is also
+	// committed as soon as a full pull's worth of log groups (MaxFetchGroups)
+	// is durable past it, so that a shard moving to another relay after a
+	// crash is read again by less than one pull. The local checkpoint is
+	// committed every pull.
 	CheckpointInterval time.Duration
 }
 
@@ -99,8 +163,8 @@ type Options struct {
 	// GapCodes are the SLS error codes that mean a cursor points into data
 	// that has aged out; default DefaultGapCodes.
 	GapCodes []string
-	// ShutdownTimeout bounds how long Run waits for the consumer library to
-	// stop and flush its checkpoints once ctx ends; default 30s.
+	// ShutdownTimeout bounds how long Run waits for the shards to stop and
+	// commit their checkpoints once ctx ends; default 30s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
 }

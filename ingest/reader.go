@@ -11,6 +11,7 @@ import (
 	sls "github.com/aliyun/aliyun-log-go-sdk"
 
 	"slsrelay/internal/failpoint"
+	"slsrelay/internal/loggroup"
 	"slsrelay/spool"
 )
 
@@ -64,6 +65,10 @@ type ShardReader struct {
 	// Next == Cursor when the shard had no more data. A non-nil error stops
 	// Read, which returns it (the pull stays durable).
 	Progress func(Pull) error
+	// Fetched, if set, is told every pull as soon as SLS answered it,
+	// before it is spooled (for statistics: a pull may then wait long on a
+	// full spool). Its Count and times are those of the answer.
+	Fetched func(Pull)
 	// OnError, if set, is told every failed SLS request and spool attempt
 	// (for statistics); Read handles the error itself.
 	OnError func(error)
@@ -192,12 +197,15 @@ func (r *ShardReader) pullOnce(ctx context.Context, cursor, to string, errLog *l
 	if p.Next == "" {
 		return Pull{}, fmt.Errorf("pull shard %d: SLS answered no next cursor", r.Shard)
 	}
-	sum, err := scanLogGroupList(raw)
+	sum, err := loggroup.Scan(raw)
 	if err != nil {
 		return Pull{}, fmt.Errorf("pull shard %d: %w", r.Shard, err)
 	}
-	p.Count, p.MinTime, p.MaxTime = sum.count, sum.minTime, sum.maxTime
-	if sum.count == 0 {
+	p.Count, p.MinTime, p.MaxTime = sum.Logs, sum.MinTime, sum.MaxTime
+	if r.Fetched != nil {
+		r.Fetched(p)
+	}
+	if sum.Logs == 0 {
 		return p, nil
 	}
 	rec := rawRecord(r.Project, r.Logstore, r.Shard, cursor, p.Next, raw, sum)
@@ -245,7 +253,7 @@ func (r *ShardReader) putAll(ctx context.Context, rec *spool.Record, put []bool)
 		}
 		c := *rec
 		if err := sp.Put(ctx, &c); err != nil {
-			return fmt.Errorf("spool %d: put: %w", i, err)
+			return &spoolError{fmt.Errorf("spool %d: put: %w", i, err)}
 		}
 		put[i] = true
 	}
@@ -256,7 +264,7 @@ func (r *ShardReader) putAll(ctx context.Context, rec *spool.Record, put []bool)
 	syncCtx := context.WithoutCancel(ctx)
 	for i, sp := range r.Spools {
 		if err := sp.Sync(syncCtx); err != nil {
-			return fmt.Errorf("spool %d: sync: %w", i, err)
+			return &spoolError{fmt.Errorf("spool %d: sync: %w", i, err)}
 		}
 	}
 	return nil
@@ -289,6 +297,12 @@ func (r *ShardReader) logger() *slog.Logger {
 	}
 	return r.Logger
 }
+
+// spoolError is a failed Put or Sync (not an SLS error).
+type spoolError struct{ err error }
+
+func (e *spoolError) Error() string { return e.err.Error() }
+func (e *spoolError) Unwrap() error { return e.err }
 
 // sleepCtx waits d or until ctx ends; false if ctx ended.
 func sleepCtx(ctx context.Context, d time.Duration) bool {

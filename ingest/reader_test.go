@@ -3,6 +3,9 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -178,4 +181,50 @@ func TestShardReader_FollowsAndStops(t *testing.T) {
 	if end, err := r2.Read(context.Background(), from, ""); err != nil || end != to {
 		t.Fatalf("Read with StopAtEnd = %s, %v; want %s", end, err, to)
 	}
+}
+
+// A spool whose fsync keeps failing is retried with backoff, and its error
+// is logged at most once per 30 s per shard with a count of what was
+// suppressed, not once per retry.
+func TestShardReader_FailingSyncLogIsRateLimited(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	if _, err := slstest.Seed(s, project, logstore, slstest.KindAudit, 40, 10, 5); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(s)
+	from, _ := c.GetCursor(project, logstore, 0, "begin")
+	var buf lockedBuffer
+	var fails atomic.Int32
+	sp := &memSpool{sync: func(context.Context) error { fails.Add(1); return errInjected }}
+	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 0, Spools: []ingest.Spool{sp},
+		Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { defer close(done); r.Read(ctx, from, "") }()
+	waitFor(t, 2*time.Minute, "8 failed fsyncs", func() bool { return fails.Load() >= 8 })
+	cancel()
+	<-done
+	elapsed := time.Since(start)
+	lines := strings.Count(buf.String(), "spooling a pull failed")
+	if max := 1 + int(elapsed/(30*time.Second)); lines < 1 || lines > max {
+		t.Fatalf("%d failed fsyncs in %s logged %d times, want 1..%d:\n%s", fails.Load(), elapsed, lines, max, buf.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

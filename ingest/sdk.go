@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -12,45 +11,7 @@ import (
 	"time"
 
 	sls "github.com/aliyun/aliyun-log-go-sdk"
-	"github.com/go-kit/kit/log/level"
 )
-
-// sdkLogger routes the SDK's go-kit log lines into slog. The SDK logs every
-// heartbeat at info, so its info and debug become debug here.
-type sdkLogger struct{ log *slog.Logger }
-
-func newSDKLogger(l *slog.Logger) sdkLogger {
-	return sdkLogger{l.With(slog.String("component", "sls-sdk"))}
-}
-
-func (s sdkLogger) Log(keyvals ...any) error {
-	lvl := slog.LevelDebug
-	msg := "sdk"
-	attrs := make([]any, 0, len(keyvals)/2)
-	for i := 0; i+1 < len(keyvals); i += 2 {
-		k := fmt.Sprint(keyvals[i])
-		v := keyvals[i+1]
-		switch {
-		case keyvals[i] == level.Key():
-			switch fmt.Sprint(v) {
-			case "error":
-				lvl = slog.LevelError
-			case "warn":
-				lvl = slog.LevelWarn
-			}
-		case k == "msg":
-			msg = fmt.Sprint(v)
-		case k == "time" || k == "caller":
-		default:
-			if err, ok := v.(error); ok {
-				v = err.Error()
-			}
-			attrs = append(attrs, slog.Any(k, v))
-		}
-	}
-	s.log.Log(context.Background(), lvl, msg, attrs...)
-	return nil
-}
 
 // HTTPOptions shapes the HTTP client used for SLS.
 type HTTPOptions struct {

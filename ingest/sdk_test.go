@@ -1,15 +1,11 @@
 package ingest
 
 import (
-	"bytes"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-kit/kit/log/level"
 )
 
 func TestFileCredentials_RereadsRotatedFiles(t *testing.T) {
@@ -43,21 +39,5 @@ func TestFileCredentials_RereadsRotatedFiles(t *testing.T) {
 	os.Remove(token)
 	if _, err := fc.GetCredentials(); err == nil {
 		t.Error("missing token file: no error")
-	}
-}
-
-func TestSDKLogger_Levels(t *testing.T) {
-	var buf bytes.Buffer
-	l := newSDKLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	_ = l.Log(level.Key(), level.WarnValue(), "msg", "shard pull logs failed", "shard", 3, "caller", "x.go:1")
-	_ = l.Log(level.Key(), level.InfoValue(), "heart beat result", "[0 1]")
-	out := buf.String()
-	for _, want := range []string{`"level":"WARN","msg":"shard pull logs failed"`, `"shard":3`, `"level":"DEBUG"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log %s lacks %s", out, want)
-		}
-	}
-	if strings.Contains(out, "caller") {
-		t.Errorf("go-kit's caller leaked into the log: %s", out)
 	}
 }

@@ -2,47 +2,58 @@ package ingest
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	sls "github.com/aliyun/aliyun-log-go-sdk"
-	consumer "github.com/aliyun/aliyun-log-go-sdk/consumer"
 
 	"slsrelay/checkpoint"
 	"slsrelay/internal/failpoint"
-	"slsrelay/spool"
 )
 
-// Worker consumes one source: one SDK consumer worker, restarted when a
-// shard's checkpoint has aged out of the logstore's retention.
+// Worker consumes one source: it keeps this relay's place in the consumer
+// group by heartbeats and runs one ShardReader per shard the group assigns
+// it (see the package documentation for the protocol).
 type Worker struct {
-	src    Source
-	opts   Options
-	log    *slog.Logger
-	client sls.ClientInterface
-	gaps   *gapDetector
-
-	mu     sync.Mutex
-	shards map[int]*pending // pulls Put into some spools but not yet committed
+	src     Source
+	opts    Options
+	log     *slog.Logger
+	client  sls.ClientInterface
+	slots   chan struct{} // pulls held in memory, shared by the shards
+	started time.Time
 
 	stats workerStats
-}
 
-// pending remembers which spools already hold the pull starting at cursor,
-// so that a retried Process (after a failed Sync, say) does not spool it twice.
-type pending struct {
-	cursor string
-	put    []bool
+	mu     sync.Mutex
+	status workerStatus
+	kinds  map[int]string // shard → status ("readwrite"/"readonly") from ListShards
+	born   map[int]int64  // shard → creation time (unix seconds)
 }
 
 type workerStats struct {
 	pulls, logs, bytes, gaps atomic.Int64
 	lastCommit               atomic.Int64 // unix nanoseconds
+}
+
+// workerStatus is the part of WorkerStats guarded by Worker.mu.
+type workerStatus struct {
+	consumer                 bool
+	lastHeartbeat, lastPull  time.Time
+	lastError, lastErrorKind string
+	lastErrorAt              time.Time
+	errors                   map[string]int64
+	shards                   map[int]*ShardStats
+	lag                      map[int]shardLag
 }
 
 // WorkerStats is a snapshot of a worker's counters.
@@ -108,6 +119,8 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 		return nil, errors.New("credentials are required")
 	case src.ConsumerGroup == "" || src.ConsumerName == "":
 		return nil, errors.New("consumer group and consumer name are required")
+	case src.MaxFetchGroups < 0 || src.MaxFetchGroups > 1000:
+		return nil, fmt.Errorf("max fetch groups %d is not within 1..1000", src.MaxFetchGroups)
 	}
 	switch src.Start.Position {
 	case "", "begin", "end", "time":
@@ -122,32 +135,67 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 	if src.CheckpointInterval == 0 {
 		src.CheckpointInterval = 5 * time.Second
 	}
-	w := &Worker{
-		src:    src,
-		opts:   opts,
-		log:    opts.Logger.With(slog.String("project", src.Project), slog.String("logstore", src.Logstore)),
-		shards: map[int]*pending{},
+	if src.HeartbeatInterval <= 0 {
+		src.HeartbeatInterval = 20 * time.Second
 	}
-	w.gaps = newGapDetector(opts.GapCodes)
-	base := src.HTTPClient
-	if base == nil {
-		base = &http.Client{Timeout: 60 * time.Second}
+	if src.HeartbeatTimeout <= 0 {
+		src.HeartbeatTimeout = 3 * src.HeartbeatInterval
 	}
-	hc := *base
-	hc.Transport = w.gaps.wrap(base.Transport)
-	w.src.HTTPClient = &hc
-
+	if src.FetchInterval <= 0 {
+		src.FetchInterval = 200 * time.Millisecond
+	}
+	hc := src.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 60 * time.Second}
+	}
 	c := sls.CreateNormalInterfaceV2(src.Endpoint, src.Credentials)
-	c.SetHTTPClient(w.src.HTTPClient)
+	c.SetHTTPClient(hc)
 	if src.AuthVersion != "" {
 		c.SetAuthVersion(src.AuthVersion)
 	}
 	if src.Region != "" {
 		c.SetRegion(src.Region)
 	}
-	w.client = c
+	c.SetUserAgent(src.ConsumerGroup + "_" + src.ConsumerName)
+	if sc, ok := c.(*sls.Client); ok {
+		// Set here, before any request: the SDK fills these lazily and
+		// unsynchronised on a client's first request. The SDK retries a
+		// failed request for up to RetryTimeOut; ingest retries too, so
+		// keep the SDK's part short enough for shutdown and error counts.
+		sc.RequestTimeOut = hc.Timeout
+		if sc.RequestTimeOut == 0 {
+			sc.RequestTimeOut = 60 * time.Second
+		}
+		sc.RetryTimeOut = sdkRetryTimeout
+	}
+	w := &Worker{
+		src:    src,
+		opts:   opts,
+		log:    opts.Logger.With(slog.String("project", src.Project), slog.String("logstore", src.Logstore)),
+		client: c,
+		slots:  make(chan struct{}, maxHeldPulls),
+		kinds:  map[int]string{},
+		born:   map[int]int64{},
+	}
+	w.status.errors = map[string]int64{}
+	for _, k := range ErrorClasses {
+		w.status.errors[k] = 0
+	}
+	w.status.shards = map[int]*ShardStats{}
+	w.status.lag = map[int]shardLag{}
 	return w, nil
 }
+
+// sdkRetryTimeout bounds the SDK's own retries of one request.
+const sdkRetryTimeout = 15 * time.Second
+
+// maxHeldPulls is how many pulls a source may hold in memory at once (each
+// up to the 10 MiB raw SLS answers at most, plus its spool encoding while it
+// is Put), whatever the number of shards: a shard takes a slot before its
+// request and gives it back once the pull is durable, empty or dropped.
+// make bench e2e (8 shards, loopback) ran as fast with 2, 3 or 4; peak RSS
+// was about 150, 170 and 180 MiB.
+const maxHeldPulls = 3
 
 // Stats returns the worker's counters; safe for concurrent use.
 func (w *Worker) Stats() WorkerStats {
@@ -159,50 +207,199 @@ func (w *Worker) Stats() WorkerStats {
 	if n := w.stats.lastCommit.Load(); n != 0 {
 		s.LastCommit = time.Unix(0, n)
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := &w.status
+	s.Consumer, s.LastHeartbeat, s.LastPull = st.consumer, st.lastHeartbeat, st.lastPull
+	s.LastError, s.LastErrorClass, s.LastErrorAt = st.lastError, st.lastErrorKind, st.lastErrorAt
+	s.Errors = make(map[string]int64, len(st.errors))
+	for k, v := range st.errors {
+		s.Errors[k] = v
+	}
+	now := time.Now()
+	for id, sh := range st.shards {
+		c := *sh
+		if lg, ok := st.lag[id]; ok && c.Held {
+			c.LagSeconds = lg.seconds(now)
+		}
+		s.Shards = append(s.Shards, c)
+	}
+	slices.SortFunc(s.Shards, func(a, b ShardStats) int { return a.Shard - b.Shard })
 	return s
 }
 
-// Run consumes until ctx ends (nil) or a fatal error. It restarts the SDK
-// consumer after handling an aged-out checkpoint.
+// noteError counts an SLS error and makes it the last one.
+func (w *Worker) noteError(err error) {
+	class := classify(err, w.gapCodes())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.errors[class]++
+	w.status.lastError, w.status.lastErrorKind, w.status.lastErrorAt = err.Error(), class, time.Now()
+}
+
+func (w *Worker) gapCodes() []string {
+	if len(w.opts.GapCodes) == 0 {
+		return DefaultGapCodes
+	}
+	return w.opts.GapCodes
+}
+
+// classify sorts an SLS error into one of ErrorClasses.
+func classify(err error, gapCodes []string) string {
+	var se *sls.Error
+	if errors.As(err, &se) {
+		switch {
+		case slices.Contains(gapCodes, se.Code):
+			return "cursor_expired"
+		case se.HTTPCode == 401 || se.HTTPCode == 403 || strings.Contains(se.Code, "Unauthorized") ||
+			strings.Contains(se.Code, "Signature") || strings.Contains(se.Code, "AccessKey"):
+			return "auth"
+		case se.HTTPCode == 429 || strings.Contains(se.Code, "Quota") || strings.Contains(se.Code, "Throttl"):
+			return "throttled"
+		case se.HTTPCode >= 500:
+			return "server"
+		}
+		return "other"
+	}
+	var be *sls.BadResponseError
+	if errors.As(err, &be) {
+		switch {
+		case be.HTTPCode == 401 || be.HTTPCode == 403:
+			return "auth"
+		case be.HTTPCode == 429:
+			return "throttled"
+		case be.HTTPCode >= 500:
+			return "server"
+		}
+		return "other"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return "unreachable"
+	}
+	msg := err.Error()
+	for _, s := range []string{"dial", "timeout", "connection", "no such host", "tls:", "EOF"} {
+		if strings.Contains(msg, s) {
+			return "unreachable"
+		}
+	}
+	return "other"
+}
+
+// Run consumes until ctx ends (nil). It heartbeats the consumer group
+// every HeartbeatInterval, reporting the shards it still works on, starts a
+// shard's loop when the group assigns it, and stops one (committing its
+// durable position first) when the group takes it away. After ctx ends it
+// waits at most ShutdownTimeout for the shards' loops to stop.
 func (w *Worker) Run(ctx context.Context) error {
-	// The consumer library creates the group once, at construction, and
-	// never again: if SLS is unreachable then, it heartbeats a missing group
-	// for ever. So the group must exist before the library starts.
 	if err := w.ensureGroup(ctx); err != nil {
 		return nil // ctx ended
 	}
+	w.started = time.Now()
+	w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
+	runs := map[int]*shardRun{}
+	done := make(chan *shardRun, 16)
+	quit := make(chan struct{}) // closed when Run returns: loops still running then are abandoned
+	defer close(quit)
+	finished := map[int]bool{} // read-only shards read to their end
+	var lastOK time.Time
+	hbLog := logEvery{every: 30 * time.Second}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		procCtx, cancelProc := context.WithCancel(ctx)
-		gate := newPullGate(procCtx, maxHeldPulls)
-		cw := consumer.InitConsumerWorkerWithCheckpointTracker(w.loghubConfig(), w.processFunc(procCtx, gate))
-		if err := w.reconcile(); err != nil {
-			w.log.Warn("could not align the SLS checkpoints with the local ones; duplicates possible, no loss", slog.Any("err", err))
-		}
-		if !settleSDKClient(cw, w.src.HTTPClient.Timeout) {
-			w.log.Debug("could not pre-set the SDK client's timeouts (SDK layout changed?)")
-		}
-		if !useRawPulls(cw, gate) {
-			w.log.Warn("could not take over the SDK's pull decoding (SDK layout changed?): pulls are decoded and re-encoded, using more memory and CPU")
-		}
-		cw.Start()
-		w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
-		var gap gapEvent
 		select {
 		case <-ctx.Done():
-		case gap = <-w.gaps.events:
-		}
-		cancelProc()
-		w.stopConsumer(cw)
-		if ctx.Err() != nil {
+			w.shutdown(runs, done)
 			return nil
-		}
-		if err := w.handleGap(gap); err != nil {
-			w.log.Error("handling an aged-out checkpoint failed; retrying", slog.Int("shard", gap.shard), slog.Any("err", err))
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(5 * time.Second):
+		case r := <-done:
+			w.ended(runs, r, finished)
+			// Tell the group at once (a finished parent frees its
+			// children, a released shard its next consumer).
+			for len(done) > 0 {
+				w.ended(runs, <-done, finished)
 			}
+		case <-timer.C:
+		}
+		held := make([]int, 0, len(runs))
+		for id := range runs {
+			held = append(held, id)
+		}
+		slices.Sort(held)
+		assigned, err := w.client.HeartBeat(w.src.Project, w.src.Logstore, w.src.ConsumerGroup, w.src.ConsumerName, held)
+		timer.Reset(w.src.HeartbeatInterval)
+		if err != nil {
+			w.noteError(err)
+			if ok, n := hbLog.allow(); ok {
+				w.log.Warn("heartbeat to the consumer group failed; retrying", slog.Int("suppressed", n), slog.Any("err", err))
+			}
+			if time.Since(lastOK) > w.src.HeartbeatTimeout+w.src.HeartbeatInterval {
+				// The group has dropped this relay by now and may have
+				// handed its shards to others: stop them, and commit
+				// nothing more for them.
+				w.setConsumer(false)
+				for _, r := range runs {
+					r.lose()
+				}
+			}
+			continue
+		}
+		hbLog.reset()
+		lastOK = time.Now()
+		w.heartbeatOK(lastOK)
+		w.refreshShards()
+		want := map[int]bool{}
+		started := false
+		for _, id := range assigned {
+			want[id] = true
+			if _, ok := runs[id]; ok || finished[id] {
+				continue
+			}
+			runs[id] = w.startShard(ctx, id, done, quit)
+			started = true
+		}
+		if started {
+			// The group hands shards over in steps (the emulator gives a
+			// new consumer one shard until it has seen it read); ask again
+			// soon rather than a whole interval later.
+			timer.Reset(min(w.src.HeartbeatInterval, time.Second))
+		}
+		for id, r := range runs {
+			if !want[id] {
+				r.release()
+			}
+		}
+		w.markHeld(want)
+	}
+}
+
+// ended forgets a stopped shard loop.
+func (w *Worker) ended(runs map[int]*shardRun, r *shardRun, finished map[int]bool) {
+	if runs[r.shard] == r {
+		delete(runs, r.shard)
+	}
+	if r.finished {
+		finished[r.shard] = true
+	}
+}
+
+// shutdown stops every shard loop and waits for them, at most
+// ShutdownTimeout; a pull still in flight then is abandoned (nothing was
+// checkpointed for it).
+func (w *Worker) shutdown(runs map[int]*shardRun, done chan *shardRun) {
+	defer w.setConsumer(false)
+	for _, r := range runs {
+		r.release()
+	}
+	timeout := time.NewTimer(w.opts.ShutdownTimeout)
+	defer timeout.Stop()
+	for len(runs) > 0 {
+		select {
+		case r := <-done:
+			delete(runs, r.shard)
+		case <-timeout.C:
+			w.log.Warn("shards did not stop in time; abandoning their pulls (checkpoints stay at what is durably spooled)",
+				slog.Int("shards", len(runs)), slog.Duration("timeout", w.opts.ShutdownTimeout))
+			return
 		}
 	}
 }
@@ -218,226 +415,532 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 		if err == nil || errors.As(err, &se) && se.Code == "ConsumerGroupAlreadyExist" {
 			return nil
 		}
+		w.noteError(err)
 		if attempt == 1 || attempt%10 == 0 {
 			w.log.Warn("cannot create the consumer group yet; retrying", slog.String("group", w.src.ConsumerGroup),
 				slog.Int("attempt", attempt), slog.Any("err", err))
 		}
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, delay) {
 			return ctx.Err()
-		case <-time.After(delay):
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
 }
 
-// heartbeatTimeout is the group's timeout in seconds, as the SDK computes it.
+// heartbeatTimeout is the group's timeout in whole seconds.
 func (w *Worker) heartbeatTimeout() int {
-	c := w.loghubConfig()
-	if c.HeartbeatTimeoutInSecond > 0 {
-		return c.HeartbeatTimeoutInSecond
-	}
-	if c.HeartbeatIntervalInSecond > 0 {
-		return 3 * c.HeartbeatIntervalInSecond
-	}
-	return 60
+	return int((w.src.HeartbeatTimeout + time.Second - 1) / time.Second)
 }
 
-// stopConsumer stops the SDK worker, which flushes the SLS checkpoints of
-// what Process confirmed. It waits at most ShutdownTimeout: the SDK retries
-// requests for up to 90 s during an outage, and abandoning it then is safe
-// because nothing unconfirmed was ever checkpointed.
-func (w *Worker) stopConsumer(cw *consumer.ConsumerWorker) {
-	done := make(chan struct{})
-	go func() { cw.StopAndWait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(w.opts.ShutdownTimeout):
-		w.log.Warn("consumer did not stop in time; abandoning it (checkpoints stay at what is durably spooled)",
-			slog.Duration("timeout", w.opts.ShutdownTimeout))
+func (w *Worker) setConsumer(ok bool) {
+	w.mu.Lock()
+	w.status.consumer = ok
+	w.mu.Unlock()
+}
+
+func (w *Worker) heartbeatOK(at time.Time) {
+	w.mu.Lock()
+	w.status.consumer, w.status.lastHeartbeat = true, at
+	w.mu.Unlock()
+}
+
+// markHeld records which shards the group assigns this relay now.
+func (w *Worker) markHeld(want map[int]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, sh := range w.status.shards {
+		sh.Held = want[id]
 	}
 }
 
-// maxConcurrentPulls bounds the SDK's pulls in flight per source (its
-// default is 50). When pulls were decoded by the SDK (about 35 MB of heap
-// for a 10 MiB pull), eight shards pulling at once held ~140 MB; two at a
-// time keep ingest ahead of delivery on two cores (make bench, 200k events:
-// peak RSS 707-809 → 409-455 MiB, rate within the noise of a shared
-// machine). Pulls are raw now (rawpull.go) and maxHeldPulls bounds the
-// pulls held from the fetch to the end of Process; this still bounds the
-// requests on the wire.
-const maxConcurrentPulls = 2
-
-func (w *Worker) loghubConfig() consumer.LogHubConfig {
-	s := w.src
-	c := consumer.LogHubConfig{
-		Endpoint:               s.Endpoint,
-		CredentialsProvider:    s.Credentials,
-		Project:                s.Project,
-		Logstore:               s.Logstore,
-		Query:                  s.Query,
-		ConsumerGroupName:      s.ConsumerGroup,
-		ConsumerName:           s.ConsumerName,
-		MaxFetchLogGroupCount:  s.MaxFetchGroups,
-		HTTPClient:             s.HTTPClient,
-		AuthVersion:            s.AuthVersion,
-		Region:                 s.Region,
-		Logger:                 newSDKLogger(w.log),
-		AutoCommitIntervalInMS: s.CheckpointInterval.Milliseconds(),
-		DisableRuntimeMetrics:  true,
-		MaxIoWorkers:           maxConcurrentPulls,
-	}
-	if s.HeartbeatInterval > 0 {
-		c.HeartbeatIntervalInSecond = int((s.HeartbeatInterval + time.Second - 1) / time.Second)
-	}
-	if s.HeartbeatTimeout > 0 {
-		c.HeartbeatTimeoutInSecond = int((s.HeartbeatTimeout + time.Second - 1) / time.Second)
-	}
-	if s.FetchInterval > 0 {
-		c.DataFetchIntervalInMs = s.FetchInterval.Milliseconds()
-	}
-	if s.Compression == "zstd" {
-		c.CompressType = sls.Compress_ZSTD
-	}
-	switch s.Start.Position {
-	case "end":
-		c.CursorPosition = consumer.END_CURSOR
-	case "time":
-		c.CursorPosition = consumer.SPECIAL_TIMER_CURSOR
-		c.CursorStartTime = s.Start.Time.Unix()
-	default:
-		c.CursorPosition = consumer.BEGIN_CURSOR
-	}
-	return c
-}
-
-// reconcile moves the consumer group's SLS checkpoints to the local ones
-// where they differ: the local cursor is what is durably spooled, and the SLS
-// one may lag it by up to CheckpointInterval (so pulling from it would spool
-// data twice), or may even point at data that a crash left unspooled (never:
-// invariant 1 keeps it behind). Forcing it is safe either way: behind means
-// duplicates at worst, and the local cursor is never ahead of the spool.
-func (w *Worker) reconcile() error {
-	local, err := w.opts.Checkpoints.Cursors(w.src.Project, w.src.Logstore)
-	if err != nil || len(local) == 0 {
-		return err
-	}
-	remote, err := w.client.GetCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup)
+// refreshShards learns which shards are read-only, and when each was
+// created; a failure keeps what was known.
+func (w *Worker) refreshShards() {
+	shards, err := w.client.ListShards(w.src.Project, w.src.Logstore)
 	if err != nil {
-		return fmt.Errorf("get consumer group checkpoints: %w", err)
+		w.noteError(err)
+		return
 	}
-	have := map[int]string{}
-	for _, cp := range remote {
-		have[cp.ShardID] = cp.CheckPoint
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, sh := range shards {
+		w.kinds[sh.ShardID] = strings.ToLower(sh.Status)
+		w.born[sh.ShardID] = int64(sh.CreateTime)
+		if st := w.status.shards[sh.ShardID]; st != nil {
+			st.ReadOnly = w.kinds[sh.ShardID] == "readonly"
+		}
 	}
-	for shard, c := range local {
-		if c.Cursor == "" || have[shard] == c.Cursor {
-			continue
+}
+
+func (w *Worker) readOnly(shard int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.kinds[shard] == "readonly"
+}
+
+// createdAfterStart reports whether shard appeared while this worker ran
+// (a split or merge child): such a shard is read from its beginning
+// whatever the start position, or its first logs would be skipped.
+func (w *Worker) createdAfterStart(shard int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.born[shard]
+	return ok && t >= w.started.Unix()
+}
+
+// shardRun is one held shard's loop.
+type shardRun struct {
+	shard    int
+	cancel   context.CancelFunc
+	lost     atomic.Bool // the group may have moved the shard: commit nothing more
+	finished bool        // read-only shard read to its end (set before done)
+}
+
+// release stops the loop; it commits its durable position, then ends.
+func (r *shardRun) release() { r.cancel() }
+
+// lose stops the loop without any further SLS checkpoint.
+func (r *shardRun) lose() { r.lost.Store(true); r.cancel() }
+
+func (w *Worker) startShard(ctx context.Context, shard int, done chan<- *shardRun, quit <-chan struct{}) *shardRun {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &shardRun{shard: shard, cancel: cancel}
+	w.mu.Lock()
+	st := w.status.shards[shard]
+	if st == nil {
+		st = &ShardStats{Shard: shard, LagSeconds: -1, BehindBytes: -1}
+		w.status.shards[shard] = st
+	}
+	st.Held = true
+	st.ReadOnly = w.kinds[shard] == "readonly"
+	w.mu.Unlock()
+	go func() {
+		defer func() {
+			cancel()
+			select {
+			case done <- r:
+			case <-quit:
+			}
+		}()
+		w.runShard(ctx, r)
+	}()
+	return r
+}
+
+// errShardLost stops a shard's loop whose checkpoint the group refused
+// (the shard was assigned elsewhere).
+var errShardLost = errors.New("shard no longer held by this consumer")
+
+// errShardFinished stops the loop of a read-only shard read to its end.
+var errShardFinished = errors.New("read-only shard read to its end")
+
+// shardLoop is the state of one shard's loop.
+type shardLoop struct {
+	w       *Worker
+	run     *shardRun
+	key     checkpoint.ShardKey
+	durable string // last cursor durable in every spool
+	maxTime int64  // newest __time__ spooled (for naming gaps)
+	sls     string // last cursor committed to SLS by this loop
+	// uncommitted counts the log groups durable since the last SLS commit.
+	uncommitted int
+	slsAt       time.Time
+	lagAt       time.Time
+	log         *slog.Logger
+	cpLog       logEvery
+}
+
+func (w *Worker) runShard(ctx context.Context, r *shardRun) {
+	l := &shardLoop{w: w, run: r, key: checkpoint.ShardKey{Project: w.src.Project, Logstore: w.src.Logstore, Shard: r.shard},
+		log: w.log.With(slog.Int("shard", r.shard)), cpLog: logEvery{every: 30 * time.Second}}
+	start, err := l.startCursor(ctx)
+	if err != nil {
+		return // ctx ended
+	}
+	l.durable, l.sls = start.cursor, start.sls
+	l.maxTime = start.maxTime
+	l.setCursor(start.cursor)
+	l.log.Info("shard held", slog.String("from", start.from))
+	reader := &ShardReader{
+		Client: w.client, Project: w.src.Project, Logstore: w.src.Logstore, Shard: r.shard,
+		Query: w.src.Query, Compression: w.src.Compression, MaxGroups: w.src.MaxFetchGroups,
+		FetchInterval: w.src.FetchInterval, Spools: w.opts.Spools, Slots: w.slots, GapCodes: w.opts.GapCodes,
+		Progress: l.progress, Fetched: l.fetched, Logger: l.log,
+		OnError: func(err error) {
+			var se *spoolError
+			if !errors.As(err, &se) {
+				w.noteError(err)
+			}
+		},
+	}
+	defer l.final()
+	cursor := l.durable
+	for {
+		cursor, err = reader.Read(ctx, cursor, "")
+		var ce *CursorExpiredError
+		switch {
+		case errors.Is(err, errShardFinished):
+			r.finished = true
+			l.log.Info("read-only shard read to its end")
+			return
+		case errors.As(err, &ce):
+			w.noteError(err)
+			next, ok := l.handleGap(ctx, ce)
+			if !ok {
+				return // ctx ended
+			}
+			cursor = next
+		default: // ctx ended (released or stopping), or the shard was lost
+			return
 		}
-		if err := w.client.UpdateCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup,
-			w.src.ConsumerName, shard, c.Cursor, true); err != nil {
-			return fmt.Errorf("update checkpoint of shard %d: %w", shard, err)
+	}
+}
+
+// progress is the reader's callback: the pull p is durable in every spool.
+func (l *shardLoop) progress(p Pull) error {
+	w := l.w
+	now := time.Now()
+	if p.Next != p.Cursor {
+		if p.Count > 0 {
+			l.maxTime = max(l.maxTime, p.MaxTime)
 		}
-		w.log.Info("restored checkpoint from the local store", slog.Int("shard", shard))
+		if err := w.opts.Checkpoints.Commit(l.key, checkpoint.Cursor{Cursor: p.Next, MaxTime: l.maxTime, Updated: now}); err != nil {
+			// The pull is durable; the next commit carries a later cursor.
+			// A crash before then pulls this range again (duplicates).
+			if ok, n := l.cpLog.allow(); ok {
+				l.log.Error("committing the local checkpoint failed", slog.Int("suppressed", n), slog.Any("err", err))
+			}
+		}
+		failpoint.Hit(failpoint.IngestAfterCommit)
+		l.durable = p.Next
+		if p.Count > 0 {
+			w.stats.pulls.Add(1)
+			w.stats.logs.Add(int64(p.Count))
+			w.stats.bytes.Add(int64(p.Bytes))
+		}
+		w.stats.lastCommit.Store(now.UnixNano())
+	}
+	l.noteLag(p, now)
+	// The group's checkpoint trails the durable position by less than one
+	// full pull (MaxFetchGroups groups) and by at most CheckpointInterval:
+	// a shard moving to another relay after a crash is read again from
+	// there, so that is what it can duplicate.
+	l.uncommitted += p.Groups
+	if l.uncommitted >= l.fullPull() || now.Sub(l.slsAt) >= w.src.CheckpointInterval {
+		if err := l.commitSLS(false); err != nil {
+			return err
+		}
+	}
+	if p.AtEnd() && w.readOnly(l.run.shard) {
+		if err := l.commitSLS(true); err != nil {
+			return err
+		}
+		if l.sls == l.durable { // else the next pull at the end tries again
+			return errShardFinished
+		}
 	}
 	return nil
 }
 
-func (w *Worker) processFunc(ctx context.Context, gate *pullGate) func(int, *sls.LogGroupList, consumer.CheckPointTracker) (string, error) {
-	return func(shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) (string, error) {
-		err := w.processPull(ctx, shard, lgl, t, gate)
-		if err == nil || ctx.Err() != nil {
-			// Spooled, or the consumer is stopping: the pull's memory slot
-			// is free. After any other failure the SDK calls Process again
-			// with the same pull, which keeps its slot.
-			gate.release(shard)
+// noteLag updates the shard's statistics after pull p. The lag is kept as
+// the receive time of the oldest data not yet spooled, so that it keeps
+// growing while the shard waits (on a full spool, say) without new pulls.
+func (l *shardLoop) noteLag(p Pull, now time.Time) {
+	w := l.w
+	var from time.Time // zero: keep
+	caughtUp := p.AtEnd()
+	if !caughtUp && now.Sub(l.lagAt) >= 10*time.Second {
+		// Costs a request: at most every 10 s per busy shard. Between
+		// two, the older time stands (the lag is overstated by at most
+		// what was read since).
+		l.lagAt = now
+		if t, err := w.client.GetCursorTime(w.src.Project, w.src.Logstore, l.run.shard, p.Next); err == nil {
+			from = t
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Error("spooling a pull failed; the SDK retries it and no checkpoint moves",
-					slog.Int("shard", shard), slog.Any("err", err))
-			}
-			return "", err
-		}
-		return "", nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status.lastPull = now
+	w.status.lastError, w.status.lastErrorKind = "", "" // SLS answers again
+	if st := w.status.shards[l.run.shard]; st != nil {
+		st.LastPull, st.Cursor = now, l.durable
+	}
+	lg := w.status.lag[l.run.shard]
+	switch {
+	case caughtUp:
+		lg = shardLag{caughtUp: true}
+	case !from.IsZero():
+		lg = shardLag{from: from}
+	case lg.caughtUp:
+		// Data again since the shard was caught up: it is at most as old
+		// as that moment.
+		lg = shardLag{from: lg.at}
+	}
+	lg.at = now
+	w.status.lag[l.run.shard] = lg
+}
+
+// fetched notes a pull with data before it is spooled: from then on the
+// shard's lag counts from that data at the latest, however long the spool
+// makes it wait.
+func (l *shardLoop) fetched(p Pull) {
+	if p.AtEnd() || p.Count == 0 {
+		return
+	}
+	w := l.w
+	w.mu.Lock()
+	lg, ok := w.status.lag[l.run.shard]
+	w.mu.Unlock()
+	if ok && !lg.caughtUp && !lg.from.IsZero() {
+		return // already counting from older data
+	}
+	var from time.Time
+	if ok && lg.caughtUp {
+		from = lg.at // the data arrived after the shard was last caught up
+	} else if t, err := w.client.GetCursorTime(w.src.Project, w.src.Logstore, l.run.shard, p.Cursor); err == nil {
+		from = t
+	} else {
+		return
+	}
+	w.mu.Lock()
+	w.status.lag[l.run.shard] = shardLag{from: from, at: time.Now()}
+	w.mu.Unlock()
+}
+
+// shardLag is what a shard's LagSeconds is computed from.
+type shardLag struct {
+	caughtUp bool      // the last pull found no more data
+	from     time.Time // else: SLS receive time of the oldest data not spooled
+	at       time.Time // when this was learnt
+}
+
+// seconds is the lag now; -1 unknown.
+func (s shardLag) seconds(now time.Time) float64 {
+	switch {
+	case s.caughtUp:
+		return 0
+	case s.from.IsZero():
+		return -1
+	}
+	return max(now.Sub(s.from).Seconds(), 0)
+}
+
+func (l *shardLoop) setCursor(c string) {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	if st := l.w.status.shards[l.run.shard]; st != nil {
+		st.Cursor = c
 	}
 }
 
-// process is the heart of the relay: spool, make durable, then checkpoint.
-func (w *Worker) process(ctx context.Context, shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker) error {
-	return w.processPull(ctx, shard, lgl, t, nil)
-}
-
-// processPull is process for a pull that gate may hold (see rawpull.go).
-func (w *Worker) processPull(ctx context.Context, shard int, lgl *sls.LogGroupList, t consumer.CheckPointTracker, gate *pullGate) error {
-	cur, next := t.GetCurrentCursor(), t.GetNextCursor()
-	if next == "" || next == cur {
+// commitSLS writes the durable cursor as the shard's group checkpoint, if
+// it moved. It never writes for a shard the loop may have lost, nor a
+// cursor before the one it started from. final is the last write before
+// the shard is released: if SLS has already assigned the shard to another
+// consumer (which gets it only once this relay stops reporting it in its
+// heartbeats), the write is forced, as the SDK's consumer library does,
+// unless another consumer moved the checkpoint meanwhile.
+func (l *shardLoop) commitSLS(final bool) error {
+	w := l.w
+	if l.durable == "" || l.durable == l.sls || l.run.lost.Load() {
 		return nil
 	}
-	var rec *spool.Record
-	if sum, ok := gate.summary(shard, lgl); ok {
-		rec = rawRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl.XXX_unrecognized, sum)
-	} else {
-		var err error
-		if rec, err = newRecord(w.src.Project, w.src.Logstore, shard, cur, next, lgl); err != nil {
-			return err
+	if before(l.durable, l.sls) {
+		return nil // never backwards
+	}
+	l.slsAt = time.Now()
+	err := w.client.UpdateCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup, w.src.ConsumerName,
+		l.run.shard, l.durable, false)
+	var se *sls.Error
+	if err != nil && errors.As(err, &se) && (se.Code == "ConsumerNotMatch" || se.Code == "ConsumerNotExist") {
+		if !final || !l.stillOurs() {
+			l.log.Info("the group moved the shard to another consumer; stopping it", slog.String("code", se.Code))
+			return errShardLost
 		}
+		err = w.client.UpdateCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup, w.src.ConsumerName,
+			l.run.shard, l.durable, true)
 	}
-	if rec.Count > 0 {
-		if err := w.spoolRecord(ctx, rec); err != nil {
-			return err
+	if err != nil {
+		w.noteError(err)
+		if ok, n := l.cpLog.allow(); ok {
+			l.log.Warn("committing the SLS checkpoint failed; the next one carries it", slog.Int("suppressed", n), slog.Any("err", err))
 		}
+		return nil
 	}
-	failpoint.Hit(failpoint.IngestAfterSync)
-	key := checkpoint.ShardKey{Project: w.src.Project, Logstore: w.src.Logstore, Shard: shard}
-	if err := w.opts.Checkpoints.Commit(key, checkpoint.Cursor{Cursor: next, MaxTime: rec.MaxTime, Updated: time.Now()}); err != nil {
-		return fmt.Errorf("commit local checkpoint: %w", err)
-	}
-	w.mu.Lock()
-	delete(w.shards, shard)
-	w.mu.Unlock()
-	failpoint.Hit(failpoint.IngestAfterCommit)
-	if err := t.SaveCheckPoint(false); err != nil {
-		return fmt.Errorf("save SLS checkpoint: %w", err)
-	}
-	if rec.Count > 0 {
-		w.stats.pulls.Add(1)
-		w.stats.logs.Add(int64(rec.Count))
-		w.stats.bytes.Add(int64(len(rec.Payload)))
-	}
-	w.stats.lastCommit.Store(time.Now().UnixNano())
+	l.sls, l.uncommitted = l.durable, 0
 	return nil
 }
 
-// spoolRecord puts rec into every spool that does not hold it yet, then waits
-// for all of them to be durable.
-func (w *Worker) spoolRecord(ctx context.Context, rec *spool.Record) error {
-	w.mu.Lock()
-	p := w.shards[rec.Shard]
-	if p == nil || p.cursor != rec.Cursor {
-		p = &pending{cursor: rec.Cursor, put: make([]bool, len(w.opts.Spools))}
-		w.shards[rec.Shard] = p
+// fullPull is the most log groups one pull returns.
+func (l *shardLoop) fullPull() int {
+	if n := l.w.src.MaxFetchGroups; n > 0 {
+		return n
 	}
-	w.mu.Unlock()
-	for i, sp := range w.opts.Spools {
-		if p.put[i] {
-			continue
-		}
-		r := *rec
-		if err := sp.Put(ctx, &r); err != nil {
-			return fmt.Errorf("spool %d: put: %w", i, err)
-		}
-		p.put[i] = true
+	return 1000
+}
+
+// stillOurs reports whether the shard's SLS checkpoint is still the one
+// this loop wrote last (or none): nobody else has moved it.
+func (l *shardLoop) stillOurs() bool {
+	w := l.w
+	cps, err := w.client.GetCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup)
+	if err != nil {
+		w.noteError(err)
+		return false
 	}
-	failpoint.Hit(failpoint.IngestAfterPut)
-	// Once written, the record will be delivered: finish the barrier (an
-	// fsync, bounded) even if the relay is stopping, so that it is
-	// checkpointed instead of pulled and delivered again after the restart.
-	syncCtx := context.WithoutCancel(ctx)
-	for i, sp := range w.opts.Spools {
-		if err := sp.Sync(syncCtx); err != nil {
-			return fmt.Errorf("spool %d: sync: %w", i, err)
+	for _, cp := range cps {
+		if cp.ShardID == l.run.shard {
+			return cp.CheckPoint == "" || cp.CheckPoint == l.sls || cp.Consumer == w.src.ConsumerName && !before(l.durable, cp.CheckPoint)
 		}
 	}
-	return nil
+	return true
+}
+
+// final commits the durable position once the loop ends (released, stopping
+// or finished), unless the shard may be lost.
+func (l *shardLoop) final() {
+	if err := l.commitSLS(true); err != nil {
+		return
+	}
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	if st := l.w.status.shards[l.run.shard]; st != nil {
+		st.Held = false
+		st.Cursor = l.durable
+	}
+}
+
+// startPoint is where a shard's loop begins.
+type startPoint struct {
+	cursor  string
+	sls     string // the shard's SLS checkpoint, if any
+	maxTime int64
+	from    string // which one won, for the log
+}
+
+// startCursor decides where the shard is read from. The local checkpoint
+// is what this relay durably spooled; the SLS checkpoint is the group's
+// progress, written by whichever consumer held the shard last. Both are
+// durable somewhere, so the later of the two wins: nothing before it is
+// lost, and the SLS checkpoint never moves back. Where the cursors cannot be
+// compared (not the service's sequence-number format), the SLS one wins
+// unless this relay wrote it (then the local one is the same or later,
+// because SLS is written after the local store).
+func (l *shardLoop) startCursor(ctx context.Context) (startPoint, error) {
+	w := l.w
+	delay := 200 * time.Millisecond
+	for {
+		sp, err := l.tryStart()
+		if err == nil {
+			return sp, nil
+		}
+		w.noteError(err)
+		if ok, n := l.cpLog.allow(); ok {
+			l.log.Warn("cannot learn where to read the shard from yet; retrying", slog.Int("suppressed", n), slog.Any("err", err))
+		}
+		if !sleepCtx(ctx, delay) {
+			return startPoint{}, ctx.Err()
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func (l *shardLoop) tryStart() (startPoint, error) {
+	w := l.w
+	shard := l.run.shard
+	local, err := w.opts.Checkpoints.Cursors(w.src.Project, w.src.Logstore)
+	if err != nil {
+		return startPoint{}, fmt.Errorf("read local checkpoints: %w", err)
+	}
+	loc := local[shard]
+	cps, err := w.client.GetCheckpoint(w.src.Project, w.src.Logstore, w.src.ConsumerGroup)
+	if err != nil {
+		return startPoint{}, fmt.Errorf("get consumer group checkpoints: %w", err)
+	}
+	var remote *sls.ConsumerGroupCheckPoint
+	for _, cp := range cps {
+		if cp.ShardID == shard && cp.CheckPoint != "" {
+			remote = cp
+		}
+	}
+	sp := startPoint{maxTime: loc.MaxTime}
+	switch {
+	case remote == nil && loc.Cursor == "":
+		c, err := w.initialCursor(shard)
+		if err != nil {
+			return startPoint{}, err
+		}
+		sp.cursor, sp.from = c, "start position"
+	case remote == nil:
+		sp.cursor, sp.from = loc.Cursor, "local checkpoint"
+	case loc.Cursor == "":
+		sp.cursor, sp.sls, sp.from = remote.CheckPoint, remote.CheckPoint, "group checkpoint"
+	default:
+		sp.sls = remote.CheckPoint
+		cmp, ok := compareCursors(loc.Cursor, remote.CheckPoint)
+		switch {
+		case ok && cmp > 0, !ok && remote.Consumer == w.src.ConsumerName:
+			sp.cursor, sp.from = loc.Cursor, "local checkpoint"
+		default:
+			sp.cursor, sp.from = remote.CheckPoint, "group checkpoint"
+			if remote.Consumer != w.src.ConsumerName {
+				sp.maxTime = 0 // not ours: our __time__ says nothing about it
+			}
+		}
+	}
+	return sp, nil
+}
+
+// initialCursor is where a shard no one has consumed begins.
+func (w *Worker) initialCursor(shard int) (string, error) {
+	from := "begin"
+	switch w.src.Start.Position {
+	case "end":
+		from = "end"
+	case "time":
+		from = strconv.FormatInt(w.src.Start.Time.Unix(), 10)
+	}
+	if from != "begin" && w.createdAfterStart(shard) {
+		from = "begin"
+	}
+	c, err := w.client.GetCursor(w.src.Project, w.src.Logstore, shard, from)
+	if err != nil {
+		return "", fmt.Errorf("get %s cursor: %w", from, err)
+	}
+	return c, nil
+}
+
+// compareCursors orders two cursors of one shard where both are in the
+// service's format (base64 of a decimal sequence number).
+func compareCursors(a, b string) (int, bool) {
+	x, okA := cursorSeq(a)
+	y, okB := cursorSeq(b)
+	if !okA || !okB {
+		return 0, false
+	}
+	switch {
+	case x < y:
+		return -1, true
+	case x > y:
+		return 1, true
+	}
+	return 0, true
+}
+
+// before reports whether a is known to be an earlier position than b.
+func before(a, b string) bool {
+	c, ok := compareCursors(a, b)
+	return ok && c < 0
+}
+
+func cursorSeq(c string) (int64, bool) {
+	if c == "" {
+		return 0, false
+	}
+	b, err := base64.StdEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	return v, err == nil
 }

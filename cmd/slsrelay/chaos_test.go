@@ -116,6 +116,7 @@ type chaosWorld struct {
 	written  map[string]struct{}
 	wroteAt  map[string]int64 // event id → when its Append returned, unix nanos
 	wroteBy  map[string]int64 // event id → when its Append began
+	shardOf  map[string]int   // event id → the shard it was written to
 	shardIDs []int            // writable shards, round-robin
 	recv     map[string]int   // event id → times received (all HECs)
 	recvBy   []map[string]int // per HEC: event id → times received
@@ -127,7 +128,7 @@ type chaosWorld struct {
 func newChaosWorld(t *testing.T, shards int, seed int64, hecs ...hectest.Options) *chaosWorld {
 	t.Helper()
 	w := &chaosWorld{t: t, dir: t.TempDir(), shards: shards, gen: slstest.NewGenerator(slstest.KindAudit, seed),
-		written: map[string]struct{}{}, wroteAt: map[string]int64{}, wroteBy: map[string]int64{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
+		written: map[string]struct{}{}, wroteAt: map[string]int64{}, wroteBy: map[string]int64{}, shardOf: map[string]int{}, recv: map[string]int{}, recvAt: map[string]int64{}, start: time.Now()}
 	w.sls = slstest.NewServer(t, slstest.Options{
 		Project:    testProject,
 		Logstores:  []slstest.LogstoreOptions{{Name: testLogstore, Shards: shards}},
@@ -167,7 +168,8 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 		t0 := time.Now().UnixNano()
 		if err := w.sls.Append(testProject, testLogstore, shard, lg); err != nil {
 			// The shard was split or merged meanwhile: write elsewhere.
-			if w.refreshShards() != nil || w.sls.Append(testProject, testLogstore, w.firstShard(), lg) != nil {
+			shard = w.firstShardAfterRefresh()
+			if shard < 0 || w.sls.Append(testProject, testLogstore, shard, lg) != nil {
 				w.t.Errorf("append: %v", err)
 				return n
 			}
@@ -182,6 +184,7 @@ func (w *chaosWorld) write(groups, perGroup int) int {
 			w.written[id] = struct{}{}
 			w.wroteAt[id] = now
 			w.wroteBy[id] = t0
+			w.shardOf[id] = shard
 		}
 		w.mu.Unlock()
 		n += len(lg.Logs)
@@ -205,6 +208,15 @@ func (w *chaosWorld) refreshShards() error {
 	w.shardIDs = ids
 	w.mu.Unlock()
 	return nil
+}
+
+// firstShardAfterRefresh refreshes the writable shards and returns the
+// first; -1 if that failed.
+func (w *chaosWorld) firstShardAfterRefresh() int {
+	if w.refreshShards() != nil {
+		return -1
+	}
+	return w.firstShard()
 }
 
 func (w *chaosWorld) firstShard() int {

@@ -278,3 +278,20 @@ func (s *Server) Assignments(projectName, logstoreName, group string) map[int]st
 	}
 	return out
 }
+
+// CheckpointUpdates returns every UpdateCheckpoint the group accepted, in
+// order, so that tests can check that no shard's checkpoint ever moved
+// backwards (CheckpointUpdate.Backwards). Nil if the group does not exist.
+func (s *Server) CheckpointUpdates(projectName, logstoreName, group string) []CheckpointUpdate {
+	ls, err := s.logstore(projectName, logstoreName)
+	if err != nil {
+		return nil
+	}
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	g, ok := ls.groups[group]
+	if !ok {
+		return nil
+	}
+	return append([]CheckpointUpdate(nil), g.updates...)
+}

@@ -3,7 +3,6 @@ package slstest
 import (
 	"bytes"
 	"compress/zlib"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"strconv"
@@ -114,10 +113,4 @@ func pickEncoding(accept string) string {
 // appendLiteralBlock writes src as an lz4 block made of a single literal run.
 func appendLiteralBlock(dst, src []byte) []byte {
 	return append(appendToken(dst, 0, len(src)), src...)
-}
-
-// appendGroupHeader writes the LogGroupList field header for a group of n bytes.
-func appendGroupHeader(dst []byte, n int) []byte {
-	dst = append(dst, 0x0a)
-	return binary.AppendUvarint(dst, uint64(n))
 }

@@ -16,6 +16,7 @@ type consumerGroup struct {
 	consumers   map[string]*consumerState
 	owner       map[int]string // shard → consumer it is assigned to
 	checkpoints map[int]checkpoint
+	updates     []CheckpointUpdate // every accepted UpdateCheckpoint, in order
 }
 
 type consumerState struct {
@@ -252,8 +253,38 @@ func (g *consumerGroup) updateCheckpoint(ls *logstore, consumer string, shardID 
 			return errf(http.StatusBadRequest, codeConsumerNotMatch, "consumer %s does not hold shard %d", consumer, shardID)
 		}
 	}
+	if len(g.updates) >= maxUpdates { // a long-running emulator keeps the newest
+		g.updates = append(g.updates[:0], g.updates[len(g.updates)-maxUpdates/2:]...)
+	}
+	g.updates = append(g.updates, CheckpointUpdate{Shard: shardID, Cursor: cursor, Previous: g.checkpoints[shardID].cursor,
+		Consumer: consumer, Force: force, At: now})
 	g.checkpoints[shardID] = checkpoint{cursor: cursor, updateTime: now.UnixMicro(), consumer: consumer}
 	return nil
+}
+
+// maxUpdates bounds the record of checkpoint updates per group.
+const maxUpdates = 100_000
+
+// CheckpointUpdate is one accepted UpdateCheckpoint call.
+type CheckpointUpdate struct {
+	Shard    int
+	Cursor   string
+	Previous string // the shard's checkpoint before ("" if none)
+	Consumer string
+	Force    bool
+	At       time.Time
+}
+
+// Backwards reports whether the update moved the shard's checkpoint to an
+// earlier position than it held (cursors of one shard compare by their
+// sequence number).
+func (u CheckpointUpdate) Backwards() bool {
+	if u.Previous == "" {
+		return false
+	}
+	a, okA := decodeCursor(u.Previous)
+	b, okB := decodeCursor(u.Cursor)
+	return okA && okB && b < a
 }
 
 type checkpointJSON struct {

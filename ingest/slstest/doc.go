@@ -85,7 +85,8 @@
 // # Data management and faults
 //
 // Append, Seed and the Generator load data without HTTP; Shards, LogCount,
-// Checkpoints, Assignments and Stats inspect. SetFaults adds latency, a
+// Checkpoints, CheckpointUpdates (every accepted UpdateCheckpoint, the
+// newest 50,000 to 100,000 per group), Assignments and Stats inspect. SetFaults adds latency, a
 // bandwidth cap, failure fractions (500, 503, 403, reset, truncated,
 // garbage) or unreachability, per logstore, per project or globally, at
 // run time.

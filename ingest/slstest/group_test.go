@@ -270,3 +270,26 @@ func TestConsumerGroup_NewConsumerSettles(t *testing.T) {
 		t.Fatalf("heartbeat after its own read: %v, %v; want all 4 shards", all, err)
 	}
 }
+
+func TestCheckpointUpdates_RecordsEveryUpdate(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	c := newClient(s)
+	if err := c.CreateConsumerGroup(project, logstore, sls.ConsumerGroup{ConsumerGroupName: "g", Timeout: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slstest.Seed(s, project, logstore, slstest.KindAudit, 40, 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	begin, _ := c.GetCursor(project, logstore, 0, "begin")
+	end, _ := c.GetCursor(project, logstore, 0, "end")
+	for _, cur := range []string{end, begin} {
+		if err := c.UpdateCheckpoint(project, logstore, "g", "x", 0, cur, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := s.CheckpointUpdates(project, logstore, "g")
+	if len(u) != 2 || u[0].Cursor != end || u[0].Previous != "" || u[0].Backwards() ||
+		u[1].Cursor != begin || u[1].Previous != end || !u[1].Backwards() || u[1].Consumer != "x" || !u[1].Force {
+		t.Fatalf("updates = %+v", u)
+	}
+}

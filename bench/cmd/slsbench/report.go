@@ -369,8 +369,9 @@ func (r *report) renderE2E(p printer) {
 	if len(r.latency) > 0 {
 		p("**Latency at half load**: logs written live into a fresh 8-shard logstore at half the median ack-off rate")
 		p("for %s, in groups of %d; delay from the emulator's receive stamp (the instant `Append` returns) to the", r.opts.latencyFor, perGroup)
-		p("receiver's receipt, over every event. The SDK's consumer sleeps up to 500 ms between small pulls")
-		p("(`sleepUtilNextFetch`), which dominates at this load.")
+		p("receiver's receipt, over every event. A caught-up shard is pulled again after `fetch_interval`")
+		p("(200 ms by default) and nothing else sleeps; the SDK's consumer library, used before, slept up to 500 ms")
+		p("between small pulls (`sleepUtilNextFetch`).")
 		p("")
 		p("| load, events/s | events | p50 | p99 | max |")
 		p("| --- | --- | --- | --- | --- |")
