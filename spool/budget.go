@@ -32,6 +32,15 @@ func (s *Spool) waitSpace(ctx context.Context, n int64) error {
 			if err != nil {
 				return err
 			}
+			if free-n < s.opts.MinFreeBytes && s.arch != nil {
+				// The archive gives way to pending records (archive.go).
+				need := n + s.opts.MinFreeBytes
+				if s.arch.makeRoom(need, func() (int64, error) { return s.h.statfs(s.dir) }) {
+					if free, err = s.h.statfs(s.dir); err != nil {
+						return err
+					}
+				}
+			}
 			if free-n >= s.opts.MinFreeBytes {
 				if logged {
 					s.log.Info("spool has room again; put resumes")

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ var dqRecognised = []string{
 	"d.handleReadError()", "os.Rename(badFn, badRenameFn)",
 	// persistMetaData: the metadata temporary, written then renamed
 	"tmpFileName := fmt.Sprintf(", "os.Rename(tmpFileName, fileName)",
+	// moveForward deletes a segment once its reader has passed it: the
+	// archive (archive.go) takes a segment whose name is gone as read
+	"oldReadFileNum != d.nextReadFileNum", "err := os.Remove(fn)",
 }
 
 // Fragments of go-diskqueue's log format strings (classify).
@@ -310,12 +314,18 @@ func (s *Spool) dropEnded() {
 				logKeySegment, segName(e.n), logKeyErr, err)
 			continue
 		}
+		if s.arch != nil {
+			s.stageSegment(e.n) // normally linked already, when Put rolled
+		}
 		failpoint.Hit(failpoint.SpoolDelete)
 		if err := os.Remove(bad); err != nil {
 			s.log.Warn("remove fully read segment", logKeySegment, segName(e.n), logKeyErr, err)
 			continue
 		}
 		s.log.Debug("removed fully read segment", logKeySegment, segName(e.n))
+	}
+	if s.arch != nil {
+		s.promote()
 	}
 }
 
@@ -338,5 +348,86 @@ func removeTemporaries(dir string) {
 		if _, bad, ok := parseSegName(tmp); (ok && !bad) || strings.HasPrefix(name, meta) {
 			os.Remove(filepath.Join(dir, name))
 		}
+	}
+}
+
+// Archive staging (archive.go). go-diskqueue deletes a complete segment
+// itself once its reader moves past it (moveForward), or renames it .bad
+// when its reader was caught up at the segment's end (segmentEnd, then
+// dropEnded deletes it). Either way the spool does not get to move the
+// file, so it takes a hard link of every complete segment as soon as
+// go-diskqueue has rolled past it for writing: <dir>/archiveStagingDir/
+// <segment name>, the same inode, no bytes copied. Once neither the segment
+// nor its .bad is left in dir, go-diskqueue has read (and the spool
+// acknowledged) every frame of it and the link moves into the archive.
+const archiveStagingDir = "archive-staging"
+
+func stagePath(dir string, n int64) string { return filepath.Join(dir, archiveStagingDir, segName(n)) }
+
+// stageSegment links complete segment n for the archive.
+func (s *Spool) stageSegment(n int64) {
+	if err := os.MkdirAll(filepath.Join(s.dir, archiveStagingDir), 0o700); err != nil {
+		s.log.Warn("archive: create staging directory", logKeyErr, err)
+		return
+	}
+	err := os.Link(segPath(s.dir, n), stagePath(s.dir, n))
+	if errors.Is(err, os.ErrNotExist) { // renamed .bad at its end (segmentEnd)
+		err = os.Link(segPath(s.dir, n)+badSuffix, stagePath(s.dir, n))
+	}
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		s.log.Warn("archive: link complete segment", logKeySegment, segName(n), logKeyErr, err)
+		return
+	}
+	s.stageMu.Lock()
+	if !slices.Contains(s.staged, n) {
+		s.staged = append(s.staged, n)
+		slices.Sort(s.staged)
+	}
+	s.stageMu.Unlock()
+}
+
+// restage links every complete segment in dir not yet staged (Open and
+// repair: the write segment is the highest) and lists what is staged.
+func (s *Spool) restage() {
+	segs, _, err := listSegments(s.dir)
+	if err != nil {
+		return
+	}
+	if ents, err := os.ReadDir(filepath.Join(s.dir, archiveStagingDir)); err == nil {
+		s.stageMu.Lock()
+		for _, e := range ents {
+			if n, bad, ok := parseSegName(e.Name()); ok && !bad && !slices.Contains(s.staged, n) {
+				s.staged = append(s.staged, n)
+			}
+		}
+		slices.Sort(s.staged)
+		s.stageMu.Unlock()
+	}
+	for i, n := range segs {
+		if i < len(segs)-1 {
+			s.stageSegment(n)
+		}
+	}
+	s.promote()
+}
+
+// promote moves into the archive the staged segments go-diskqueue is done
+// with (neither the segment nor its .bad is left in dir), oldest first.
+func (s *Spool) promote() {
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
+	for len(s.staged) > 0 {
+		n := s.staged[0]
+		if _, err := os.Stat(segPath(s.dir, n)); err == nil {
+			return
+		}
+		if _, err := os.Stat(segPath(s.dir, n) + badSuffix); err == nil {
+			return
+		}
+		if err := s.arch.add(stagePath(s.dir, n), segName(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("archive delivered segment", logKeySegment, segName(n), logKeyErr, err)
+			return
+		}
+		s.staged = s.staged[1:]
 	}
 }

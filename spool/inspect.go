@@ -36,6 +36,11 @@ func Inspect(dir string) (Stats, error) {
 		st.DeadLetterBytes += s1.DeadLetterBytes
 		st.DeadLetterDamaged += s1.DeadLetterDamaged
 	}
+	ast, err := InspectArchive(dir)
+	if err != nil {
+		return st, err
+	}
+	st.Archive = ast
 	return st, nil
 }
 

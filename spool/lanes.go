@@ -73,7 +73,9 @@ func OpenLanes(dir string, opts Options, sealAfter time.Duration) (*Lanes, error
 	l.lanes[0] = l0
 	ldir := filepath.Join(dir, LaneDirName)
 	if sealAfter > 0 || dirHasFiles(ldir) {
-		l1, err := Open(ldir, opts)
+		o1 := opts
+		o1.archive = l0.arch // one archive per sink
+		l1, err := Open(ldir, o1)
 		if err != nil {
 			l0.Close()
 			return nil, fmt.Errorf("second lane: %w", err)

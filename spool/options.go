@@ -3,6 +3,7 @@ package spool
 import (
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Defaults for the zero fields of Options.
@@ -51,6 +52,17 @@ type Options struct {
 	// bytes, below which DeadLetter refuses an entry (ErrDeadLetterFull).
 	// Default: MinFreeBytes.
 	DeadLetterMinFreeBytes int64
+	// Retain, when positive, keeps delivered segments in an archive beside
+	// the spool (see archive.go) until their newest record was received
+	// this long ago; RetainBytes, when positive, bounds the archive's size
+	// (oldest evicted first). Either one turns the archive on; with both 0
+	// delivered segments are deleted. The archive counts against neither
+	// MaxBytes nor MinFreeBytes: at the free-disk floor it is evicted,
+	// oldest first, before Put waits.
+	Retain      time.Duration
+	RetainBytes int64
+	// archive is set by OpenLanes for the second lane: one archive per sink.
+	archive *archive
 	// Logger receives the spool's and go-diskqueue's messages; nil discards.
 	Logger *slog.Logger
 }
@@ -91,6 +103,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("spool options: DeadLetterMinFreeBytes %d must not be negative", o.DeadLetterMinFreeBytes)
 	case o.SegmentBytes < 4096:
 		return o, fmt.Errorf("spool options: SegmentBytes %d is below the minimum of 4096", o.SegmentBytes)
+	case o.Retain < 0:
+		return o, fmt.Errorf("spool options: Retain %s must not be negative", o.Retain)
+	case o.RetainBytes < 0:
+		return o, fmt.Errorf("spool options: RetainBytes %d must not be negative", o.RetainBytes)
 	case o.MaxRecordBytes < fixedHeaderBytes:
 		return o, fmt.Errorf("spool options: MaxRecordBytes %d is below the minimum of %d", o.MaxRecordBytes, fixedHeaderBytes)
 	}

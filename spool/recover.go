@@ -113,6 +113,9 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 		// A segment diskqueue read to its end (see segmentEnd) and whose
 		// removal a crash prevented: every frame valid and acknowledged.
 		if sc, err := scanSegment(bad, 0, true, acked, s.opts.MaxRecordBytes); err == nil && sc.badAt < 0 && sc.unacked == 0 {
+			if s.arch != nil {
+				s.stageSegment(n)
+			}
 			s.log.Info("removing fully read segment", logKeySegment, filepath.Base(bad), "frames", sc.frames)
 			if err := os.Remove(bad); err != nil {
 				return lay, fmt.Errorf("remove fully read segment: %w", err)
@@ -460,6 +463,9 @@ func (s *Spool) repair(ctx context.Context, headErr error) error {
 		s.setSyncErr(err)
 		s.broken = fmt.Errorf("repair: %w", err)
 		return s.broken
+	}
+	if s.arch != nil {
+		s.restage()
 	}
 	return nil
 }

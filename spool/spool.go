@@ -8,6 +8,14 @@
 // records, recovery of every synced record after a crash (its own scan of
 // the segments, which rewrites diskqueue's metadata before diskqueue opens),
 // salvage of corrupt segments, and a dead-letter queue.
+//
+// With Options.Retain or RetainBytes, delivered segments are kept in an
+// archive beside the spool instead of being deleted, for a replay from the
+// relay's own disk. go-diskqueue is not patched for it: the spool hard-links
+// each complete segment when go-diskqueue rolls past it and moves the link
+// into the archive once go-diskqueue has deleted the segment; archive.go
+// explains the choice, the index, and the eviction, which never touches an
+// undelivered record.
 package spool
 
 import (
@@ -92,6 +100,10 @@ type Spool struct {
 
 	state *stateFile
 	dlq   *deadLetterQueue
+	arch  *archive // nil unless Options.Retain or RetainBytes (archive.go)
+	// complete segments hard-linked for the archive (diskqueue.go)
+	stageMu sync.Mutex
+	staged  []int64
 
 	// peer is the other lane when this spool is one of Lanes: MaxBytes is
 	// the budget of both together. Set once after Open.
@@ -119,6 +131,9 @@ type Stats struct {
 	Put               int64 // records Put since Open
 	Acked             int64 // records acknowledged since Open
 	SyncError         error // the sticky fsync error, if any
+	// Archive describes the archive of delivered segments (zero when
+	// Options.Retain and RetainBytes are off).
+	Archive ArchiveStats
 }
 
 // hooks are the fault seams for white-box tests.
@@ -191,8 +206,24 @@ func open(dir string, opts Options, h hooks) (_ *Spool, err error) {
 	if s.dlq, err = openDeadLetters(dir, h.syncFile, s.log); err != nil {
 		return nil, err
 	}
+	switch {
+	case opts.archive != nil:
+		s.arch = opts.archive
+	case opts.Retain > 0 || opts.RetainBytes > 0:
+		if s.arch, err = openArchive(dir, opts, h.syncFile, s.log); err != nil {
+			return nil, err
+		}
+	}
+	if s.arch == nil {
+		// The archive is off (or was turned off): links a previous run took
+		// for it only hold disk (diskqueue.go).
+		os.RemoveAll(filepath.Join(dir, archiveStagingDir))
+	}
 	if err = s.reload(nil); err != nil {
 		return nil, err
+	}
+	if s.arch != nil {
+		s.restage()
 	}
 	return s, nil
 }
@@ -276,6 +307,17 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 	if _, floor := s.state.values(); seq >= floor {
 		if err := s.state.setFloor(seq + seqBlock); err != nil {
 			return fmt.Errorf("put: reserve seq: %w", err)
+		}
+	}
+	if s.arch != nil {
+		// This write rolls diskqueue to a new segment: the current one is
+		// complete. Link it for the archive now, while diskqueue's reader
+		// cannot have deleted it (it never passes the write segment).
+		s.mu.Lock()
+		rolls, complete := s.wPos > 0 && s.wPos+n > s.opts.SegmentBytes, s.wFile
+		s.mu.Unlock()
+		if rolls {
+			s.stageSegment(complete)
 		}
 	}
 	if err := s.dq.Put(f.seal(seq)); err != nil {
@@ -559,6 +601,9 @@ func (s *Spool) Stats() Stats {
 	s.smu.Lock()
 	st.SyncError = s.syncErr
 	s.smu.Unlock()
+	if s.arch != nil {
+		st.Archive = s.arch.stats()
+	}
 	return st
 }
 

@@ -119,6 +119,18 @@ type SinkConfig struct {
 	HEC    *HECConfig    `yaml:"hec"`
 	Syslog *SyslogConfig `yaml:"syslog"`
 	File   *FileConfig   `yaml:"file"`
+	// Spool holds the sink's own spool settings: the archive of delivered
+	// records (slsrelay replay --from-spool).
+	Spool SinkSpoolConfig `yaml:"spool"`
+}
+
+// SinkSpoolConfig is a sink's archive of delivered records: kept while
+// their receive time is within Retain and the archive under RetainBytes
+// (either one turns it on; both 0, the default, deletes delivered
+// segments). See spool.Options.Retain.
+type SinkSpoolConfig struct {
+	Retain      Duration `yaml:"retain"`
+	RetainBytes ByteSize `yaml:"retain_bytes"`
 }
 
 // RetryConfig bounds a sink's exponential backoff.
@@ -508,6 +520,12 @@ func (c *Config) validateSpool(e *ConfigError) {
 }
 
 func (s *SinkConfig) validate(path string, e *ConfigError) {
+	if s.Spool.Retain < 0 {
+		e.add(path+".spool.retain", "must not be negative")
+	}
+	if s.Spool.RetainBytes < 0 {
+		e.add(path+".spool.retain_bytes", "must not be negative")
+	}
 	if s.RateLimit < 0 {
 		e.add(path+".rate_limit", "must not be negative")
 	}

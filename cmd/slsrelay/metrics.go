@@ -40,6 +40,9 @@ var (
 	mOversizeDL   = prometheus.NewDesc("slsrelay_sink_oversize_dead_lettered_events_total", "Events over max_message_bytes dead-lettered whole (oversize: dead-letter).", []string{"sink"}, nil)
 	mInvalidUTF8  = prometheus.NewDesc("slsrelay_sink_invalid_utf8_events_total", "Events whose invalid UTF-8 was replaced by U+FFFD.", []string{"sink"}, nil)
 	mUnlisted     = prometheus.NewDesc("slsrelay_sink_unlisted_status_total", "SIEM answers with a 4xx HEC does not list (407, 411, 414, 415…), each pausing the sink.", []string{"sink"}, nil)
+	mArchBytes    = prometheus.NewDesc("slsrelay_archive_bytes", "Bytes of delivered records kept in the sink's archive (spool.retain).", []string{"sink"}, nil)
+	mArchOldest   = prometheus.NewDesc("slsrelay_archive_oldest_timestamp_seconds", "Receive time of the oldest archived record.", []string{"sink"}, nil)
+	mArchEvicted  = prometheus.NewDesc("slsrelay_archive_evictions_total", "Archived segments evicted (retain, retain_bytes or the free-disk floor).", []string{"sink"}, nil)
 	mPaused       = prometheus.NewDesc("slsrelay_sink_paused", "1 while the sink is paused on a configuration error (401/403, bad index).", []string{"sink"}, nil)
 )
 
@@ -86,6 +89,13 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mSpoolDead, float64(s.DeadLetters), name)
 		counter(mSpoolCorrupt, float64(s.Corrupt), name)
 		gauge(mSpoolSyncErr, b2f(s.SyncError != nil), name)
+		if a := s.Archive; a.Segments > 0 || a.Evictions > 0 {
+			gauge(mArchBytes, float64(a.Bytes), name)
+			if !a.Oldest.IsZero() {
+				gauge(mArchOldest, float64(a.Oldest.UnixNano())/1e9, name)
+			}
+			counter(mArchEvicted, float64(a.Evictions), name)
+		}
 		l := r.loops[i].Stats()
 		counter(mDelivered, float64(l.DeliveredEvents), name)
 		for reason, n := range l.DeadLettered {

@@ -28,6 +28,12 @@ import (
 
 const replayUsage = `usage: slsrelay replay --config relay.yaml --source PROJECT/LOGSTORE --from FROM --to TO
          [--sink NAME] [--data-dir DIR] [--rate EVENTS_PER_S] [--query SPL] [--log-time] [--tag]
+       slsrelay replay --config relay.yaml --from-spool --sink NAME --from FROM --to TO
+         [--to-sink OTHER] [--source PROJECT/LOGSTORE] [--data-dir DIR] [--rate EVENTS_PER_S] [--tag]
+
+With --from-spool the events come from the archive of sink NAME (its
+spool.retain), not from SLS: those whose own log time is in [FROM, TO), sent
+to NAME again or to OTHER.
 
 FROM and TO are RFC 3339 times (2026-12-01T00:00:00Z) or relative to now
 (-24h, -90m, now); the range [FROM, TO) is by SLS receive time, to the second.
@@ -48,8 +54,18 @@ type replayArgs struct {
 	query             string
 	logTime, tag      bool
 	progressEvery     time.Duration
-	progressJSON      bool // JSON progress lines even on a terminal
-	parallel          int  // shards read at once
+	progressJSON      bool   // JSON progress lines even on a terminal
+	parallel          int    // shards read at once
+	fromSpool         bool   // read the archive of sink (replay_spool.go)
+	toSink            string // with fromSpool: deliver there instead of sink
+}
+
+// deliverTo is the sink the job delivers to ("" for every sink).
+func (a *replayArgs) deliverTo() string {
+	if a.fromSpool && a.toSink != "" {
+		return a.toSink
+	}
+	return a.sink
 }
 
 // exitError carries an exit status other than 1 (see main.go's dispatch):
@@ -95,11 +111,17 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArg
 	fs.DurationVar(&a.progressEvery, "progress-interval", 5*time.Second, "how often progress is reported")
 	fs.BoolVar(&a.progressJSON, "progress-json", false, "report progress as JSON lines even on a terminal")
 	fs.IntVar(&a.parallel, "parallel", 4, "shards read at once (1..64)")
+	fs.BoolVar(&a.fromSpool, "from-spool", false, "replay from the archive of --sink's spool (sinks[].spool.retain), by log time, not from SLS")
+	fs.StringVar(&a.toSink, "to-sink", "", "with --from-spool: deliver to this sink of the config instead of --sink")
 	if err := fs.Parse(args); err != nil {
 		return nil, errUsage
 	}
 	var missing []string
-	for _, f := range []struct{ name, v string }{{"--config", a.config}, {"--source", source}, {"--from", a.fromArg}, {"--to", a.toArg}} {
+	required := []struct{ name, v string }{{"--config", a.config}, {"--source", source}, {"--from", a.fromArg}, {"--to", a.toArg}}
+	if a.fromSpool {
+		required[1] = struct{ name, v string }{"--sink", a.sink}
+	}
+	for _, f := range required {
 		if f.v == "" {
 			missing = append(missing, f.name)
 		}
@@ -114,8 +136,18 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArg
 		return nil, errUsage
 	}
 	var err error
-	if a.project, a.logstore, err = parseSource(source); err != nil {
-		return nil, err
+	switch {
+	case a.toSink != "" && !a.fromSpool:
+		return nil, fmt.Errorf("--to-sink needs --from-spool (a replay from SLS delivers to --sink)")
+	case a.fromSpool && a.query != "":
+		return nil, fmt.Errorf("--query filters on the SLS side: it does not apply to --from-spool")
+	case !a.fromSpool || source != "":
+		if a.project, a.logstore, err = parseSource(source); err != nil {
+			return nil, err
+		}
+	}
+	if a.fromSpool {
+		a.logTime = true // the archive is replayed by the logs' own time
 	}
 	if a.from, err = parseReplayTime(a.fromArg, now); err != nil {
 		return nil, fmt.Errorf("--from: %w", err)
@@ -183,6 +215,10 @@ func (a *replayArgs) jobID() string {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
+	if a.fromSpool {
+		h.Write([]byte("from-spool\x00" + a.toSink))
+		return archiveJobProject + "_" + a.sink + "_" + hex.EncodeToString(h.Sum(nil)[:4])
+	}
 	return a.project + "_" + a.logstore + "_" + hex.EncodeToString(h.Sum(nil)[:4])
 }
 
@@ -199,7 +235,7 @@ func replayConfig(cfg *Config, a *replayArgs, job string) (*Config, error) {
 	rc.Metrics.Listen = ""
 	rc.Sinks = nil
 	for _, sc := range cfg.Sinks {
-		if a.sink != "" && sc.Name != a.sink {
+		if to := a.deliverTo(); to != "" && sc.Name != to {
 			continue
 		}
 		if a.rate > 0 {
@@ -208,6 +244,7 @@ func replayConfig(cfg *Config, a *replayArgs, job string) (*Config, error) {
 		if a.tag {
 			tagSink(&sc, job)
 		}
+		sc.Spool = SinkSpoolConfig{} // a job's spool keeps no archive
 		rc.Sinks = append(rc.Sinks, sc)
 	}
 	if len(rc.Sinks) == 0 {
@@ -215,7 +252,11 @@ func replayConfig(cfg *Config, a *replayArgs, job string) (*Config, error) {
 		for i, sc := range cfg.Sinks {
 			names[i] = sc.Name
 		}
-		return nil, fmt.Errorf("--sink %q: the config has no such sink (it has %s)", a.sink, strings.Join(names, ", "))
+		flag := "--sink"
+		if a.fromSpool && a.toSink != "" {
+			flag = "--to-sink"
+		}
+		return nil, fmt.Errorf("%s %q: the config has no such sink (it has %s)", flag, a.deliverTo(), strings.Join(names, ", "))
 	}
 	return &rc, nil
 }
@@ -257,14 +298,21 @@ func replay(ctx context.Context, cfg *Config, a *replayArgs, stdout io.Writer, l
 	if err != nil {
 		return err
 	}
-	src, err := newReplaySource(cfg, a)
-	if err != nil {
-		return err
-	}
-	// Everything SLS can refuse (a bad source, credentials) is asked before
-	// anything is written.
-	if err := src.check(); err != nil {
-		return err
+	var src *replaySource
+	var arch *archiveSource
+	if a.fromSpool {
+		if arch, err = newArchiveSource(cfg, a); err != nil {
+			return err
+		}
+	} else {
+		if src, err = newReplaySource(cfg, a); err != nil {
+			return err
+		}
+		// Everything SLS can refuse (a bad source, credentials) is asked
+		// before anything is written.
+		if err := src.check(); err != nil {
+			return err
+		}
 	}
 	r, err := openRelay(rc, log)
 	if err != nil {
@@ -279,10 +327,14 @@ func replay(ctx context.Context, cfg *Config, a *replayArgs, stdout io.Writer, l
 	if resuming {
 		verb = "resuming"
 	}
-	fmt.Fprintf(stdout, "replay: %s job %s: %s/%s [%s, %s) into %s; data dir %s\n", verb, job, a.project, a.logstore,
+	what := a.project + "/" + a.logstore
+	if arch != nil {
+		what = "the archive of sink " + a.sink + " (log time)"
+	}
+	fmt.Fprintf(stdout, "replay: %s job %s: %s [%s, %s) into %s; data dir %s\n", verb, job, what,
 		j.From.Format(time.RFC3339), j.To.Format(time.RFC3339), sinkNames(rc), rc.DataDir)
 
-	rd := &replayRun{job: j, args: a, src: src, r: r, log: log, out: stdout}
+	rd := &replayRun{job: j, args: a, src: src, arch: arch, r: r, log: log, out: stdout}
 	runErr := rd.run(ctx)
 	sum, serr := rd.summary(time.Since(started), runErr != nil)
 	if serr != nil && runErr == nil {
@@ -301,6 +353,8 @@ func replay(ctx context.Context, cfg *Config, a *replayArgs, stdout io.Writer, l
 		return runErr
 	case sum.missingTo.After(sum.missingFrom):
 		return &exitError{fmt.Errorf("part of the range had aged out of the logstore's retention: %s", sum.missing()), 3}
+	case len(sum.damaged) > 0:
+		return &exitError{fmt.Errorf("part of the archive could not be replayed: %s", strings.Join(sum.damaged, "; ")), 3}
 	}
 	return nil
 }
@@ -333,6 +387,9 @@ func loadJob(r *relay, a *replayArgs, id string, log *slog.Logger) (checkpoint.R
 	}
 	j = checkpoint.ReplayJob{ID: id, Project: a.project, Logstore: a.logstore, From: a.from, To: a.to,
 		Query: a.query, LogTime: a.logTime}
+	if a.fromSpool {
+		j.Project, j.Logstore = archiveJobProject, a.sink
+	}
 	return j, false, r.cps.PutReplayJob(j)
 }
 
@@ -354,6 +411,8 @@ type replaySummary struct {
 	missingFrom, missingTo time.Time
 	took                   time.Duration
 	incomplete             bool
+	unit                   string   // what the job reads: shards, or archived segments
+	damaged                []string // parts of the archive that could not be read
 }
 
 func (s replaySummary) missing() string {
@@ -365,10 +424,17 @@ func (s replaySummary) missing() string {
 
 func (s replaySummary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "replay: %d shards, %d events, delivered %d, dead-lettered %d, missing %s (aged out), in %s",
-		s.shards, s.events, s.delivered, s.deadLettered, s.missing(), s.took.Round(time.Millisecond))
+	unit := s.unit
+	if unit == "" {
+		unit = "shards"
+	}
+	fmt.Fprintf(&b, "replay: %d %s, %d events, delivered %d, dead-lettered %d, missing %s (aged out), in %s",
+		s.shards, unit, s.events, s.delivered, s.deadLettered, s.missing(), s.took.Round(time.Millisecond))
 	if s.skipped > 0 {
 		fmt.Fprintf(&b, "; %d outside the log-time range skipped", s.skipped)
+	}
+	if len(s.damaged) > 0 {
+		fmt.Fprintf(&b, "; NOT REPLAYED: %s", strings.Join(s.damaged, "; "))
 	}
 	if s.incomplete {
 		b.WriteString("; INCOMPLETE: run the same command again to resume")

@@ -112,6 +112,14 @@ func (rr *replayRun) reportProgress(ctx context.Context) {
 // summary adds up the job (every run of it) for the last line.
 func (rr *replayRun) summary(took time.Duration, failed bool) (replaySummary, error) {
 	s := replaySummary{took: took}
+	if rr.arch != nil {
+		s.unit = "archived segments"
+		d, err := rr.archiveDamage()
+		if err != nil {
+			return s, err
+		}
+		s.damaged = d
+	}
 	rr.mu.Lock()
 	complete := !failed && rr.shards != nil
 	for _, st := range rr.shards {

@@ -64,6 +64,7 @@ type replayRun struct {
 	job  checkpoint.ReplayJob
 	args *replayArgs
 	src  *replaySource
+	arch *archiveSource // set instead of src by --from-spool (replay_spool.go)
 	r    *relay
 	log  *slog.Logger
 	out  io.Writer
@@ -73,6 +74,8 @@ type replayRun struct {
 	started time.Time
 	pct0    float64 // progress when this run started
 	kept    keptCounts
+
+	archSegs map[int]spool.ArchiveSegment // with arch: the archive's index
 }
 
 type replayShard struct {
@@ -83,7 +86,11 @@ type replayShard struct {
 
 func (rr *replayRun) run(ctx context.Context) error {
 	rr.started = time.Now()
-	if err := rr.plan(); err != nil {
+	plan, read := rr.plan, rr.read
+	if rr.arch != nil {
+		plan, read = rr.planArchive, rr.readArchive
+	}
+	if err := plan(); err != nil {
 		return err
 	}
 	rr.pct0 = rr.percent()
@@ -106,7 +113,7 @@ func (rr *replayRun) run(ctx context.Context) error {
 	progressCtx, stopProgress := context.WithCancel(ctx)
 	go func() { defer close(progressDone); rr.reportProgress(progressCtx) }()
 
-	err := rr.read(readCtx)
+	err := read(readCtx)
 	if err == nil {
 		err = rr.drain(readCtx)
 	}

@@ -96,7 +96,7 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 		if sc.RateLimit > 0 {
 			seal = time.Duration(cfg.Spool.InterleaveAfter)
 		}
-		sp, err := spool.OpenLanes(spoolDir(cfg, sc.Name), spoolOptions(cfg, slog), seal)
+		sp, err := spool.OpenLanes(spoolDir(cfg, sc.Name), sinkSpoolOptions(cfg, sc, slog), seal)
 		if err != nil {
 			return nil, fmt.Errorf("open spool of sink %s: %w", sc.Name, err)
 		}

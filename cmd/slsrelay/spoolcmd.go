@@ -128,7 +128,7 @@ func (t *spoolSet) dir(name string) (string, error) {
 
 func (t *spoolSet) stat(w io.Writer, only string) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SINK\tRECORDS\tBYTES\tBUDGET\tOLDEST\tDEAD-LETTERS\tDIR")
+	fmt.Fprintln(tw, "SINK\tRECORDS\tBYTES\tBUDGET\tOLDEST\tDEAD-LETTERS\tARCHIVED\tARCHIVE-SEGMENTS\tARCHIVE-OLDEST\tARCHIVE-NEWEST\tDIR")
 	var errs []error
 	for _, name := range t.sinks {
 		if only != "" && name != only {
@@ -137,7 +137,7 @@ func (t *spoolSet) stat(w io.Writer, only string) error {
 		dir := filepath.Join(t.root, name)
 		st, err := spool.Inspect(dir)
 		if errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintf(tw, "%s\t0\t0B\t%s\t-\t0\t%s (not created yet)\n", name, t.budget(), dir)
+			fmt.Fprintf(tw, "%s\t0\t0B\t%s\t-\t0\t-\t-\t-\t-\t%s (not created yet)\n", name, t.budget(), dir)
 			continue
 		}
 		if err != nil {
@@ -152,7 +152,8 @@ func (t *spoolSet) stat(w io.Writer, only string) error {
 		if st.DeadLetterDamaged > 0 { // kept in the file, shown by dump as corrupt entries
 			dead += fmt.Sprintf(" (+%d damaged)", st.DeadLetterDamaged)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, dead, dir)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", name, st.Depth, humanBytes(st.Bytes), t.budget(), oldest, dead,
+			archiveColumns(st.Archive), dir)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -307,4 +308,15 @@ func dumpEvent(ev deliver.Event) json.RawMessage {
 	b = append(b, `,"fields":`...)
 	b = obj(b, ev.Fields)
 	return append(b, '}')
+}
+
+// archiveColumns are spool stat's archive columns: bytes, segments, and
+// the receive times of the oldest and newest archived records (spool
+// retain; "-" when the sink keeps no archive).
+func archiveColumns(a spool.ArchiveStats) string {
+	if a.Segments == 0 {
+		return "-\t-\t-\t-"
+	}
+	return fmt.Sprintf("%s\t%d\t%s\t%s", humanBytes(a.Bytes), a.Segments,
+		a.Oldest.UTC().Format(time.RFC3339), a.Newest.UTC().Format(time.RFC3339))
 }

@@ -9,7 +9,7 @@
 //
 // The last line printed is the summary, also the report's first line:
 //
-//	bench: e2e E events/s, ceiling C events/s, syslog-ng P events/s, spool/dd R, drain D MB/s, replay Y events/s, max RSS M MiB
+//	bench: e2e E events/s, ceiling C events/s, syslog-ng P events/s, spool/dd R, drain D MB/s, replay Y events/s, from archive A events/s, max RSS M MiB
 package main
 
 import (
@@ -52,7 +52,7 @@ type options struct {
 }
 
 // The benchmarks, in the order; -only picks some.
-var benchNames = []string{"e2e", "ceiling", "spool", "drain", "memory", "wan", "peer", "replay"}
+var benchNames = []string{"e2e", "ceiling", "spool", "drain", "memory", "wan", "peer", "replay", "archive"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -287,7 +287,7 @@ func (b *bench) timeout(n int) time.Duration {
 func (b *bench) runAll(ctx context.Context) (*report, error) {
 	rep := &report{opts: b.opts, started: time.Now()}
 	rep.machine = describeMachine(b.work)
-	if b.want("e2e") || b.want("ceiling") || b.want("wan") || b.want("replay") {
+	if b.want("e2e") || b.want("ceiling") || b.want("wan") || b.want("replay") || b.want("archive") {
 		b.logf("loading %d audit logs over 8 shards into the emulator", b.opts.events)
 		l, err := loadLogstore(b.sls, "e2e", 8, b.opts.events, b.opts.seed)
 		if err != nil {
@@ -310,6 +310,7 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 		{"wan", b.benchWAN},
 		{"peer", b.registered("peer")},
 		{"replay", b.registered("replay")},
+		{"archive", b.registered("archive")},
 	}
 	for _, s := range steps {
 		if !b.want(s.name) {

@@ -34,6 +34,9 @@ type relayConfig struct {
 	// benchmark sets it so that the SIEM's return is noticed within a second.
 	MaxBackoff string
 	SpoolMax   string // spool.max_bytes; "" = default (8GiB)
+	// SegmentBytes is spool.segment_bytes ("" = default); SinkSpool the
+	// sink's spool: mapping, e.g. "{retain: 24h}" (the archive).
+	SegmentBytes, SinkSpool string
 	// ShutdownTimeout, when set, bounds a stop with the SIEM down (the
 	// default 30s lets a send in flight retry that long first).
 	ShutdownTimeout string
@@ -72,10 +75,18 @@ func (c relayConfig) write(dir, name string) (string, error) {
 			fmt.Fprintf(&b, "    %s\n", kv)
 		}
 	}
-	if c.SpoolMax != "" {
+	switch {
+	case c.SpoolMax != "" && c.SegmentBytes != "":
+		fmt.Fprintf(&b, "spool: {max_bytes: %s, segment_bytes: %s}\n", c.SpoolMax, c.SegmentBytes)
+	case c.SpoolMax != "":
 		fmt.Fprintf(&b, "spool: {max_bytes: %s}\n", c.SpoolMax)
+	case c.SegmentBytes != "":
+		fmt.Fprintf(&b, "spool: {segment_bytes: %s}\n", c.SegmentBytes)
 	}
 	fmt.Fprintf(&b, "sinks:\n  - name: hec\n    type: hec\n")
+	if c.SinkSpool != "" {
+		fmt.Fprintf(&b, "    spool: %s\n", c.SinkSpool)
+	}
 	if c.MaxBackoff != "" {
 		fmt.Fprintf(&b, "    retry: {max_backoff: %s}\n", c.MaxBackoff)
 	}

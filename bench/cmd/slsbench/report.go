@@ -31,6 +31,7 @@ type report struct {
 	peer        []peerFigures
 	peerErr     string
 	replay      []replayResult
+	archive     []archiveResult
 	missing     []string // benchmarks this build lacks
 }
 
@@ -135,9 +136,9 @@ func (r *report) summary() string {
 	if m := r.maxRSS(); m > 0 {
 		rss = fmt.Sprintf("%.0f", mib(m))
 	}
-	return fmt.Sprintf("%se2e %s events/s, ceiling %s events/s, syslog-ng %s events/s, spool/dd %s, drain %s MB/s, replay %s events/s, max RSS %s MiB",
+	return fmt.Sprintf("%se2e %s events/s, ceiling %s events/s, syslog-ng %s events/s, spool/dd %s, drain %s MB/s, replay %s events/s, from archive %s events/s, max RSS %s MiB",
 		summaryPrefix, num(r.e2eRate(), "%.0f"), num(r.ceilingRate(), "%.0f"), num(r.peerRate(), "%.0f"),
-		num(r.spoolRatio(), "%.2f"), num(r.drainRate(), "%.0f"), num(r.replayRate(), "%.0f"), rss)
+		num(r.spoolRatio(), "%.2f"), num(r.drainRate(), "%.0f"), num(r.replayRate(), "%.0f"), num(r.archiveReplayRate(), "%.0f"), rss)
 }
 
 // target is one line of the targets table.
@@ -312,6 +313,7 @@ func (r *report) render(w io.Writer, plotName string) {
 	r.renderWAN(p)
 	r.renderPeer(p)
 	r.renderReplay(p)
+	r.renderArchive(p)
 	p("## Durability of each figure")
 	p("")
 	p("- slsrelay (benchmarks 1, 4, 5): every pull is written to the spool and **fsynced** before its checkpoint")
@@ -326,7 +328,7 @@ func (r *report) render(w io.Writer, plotName string) {
 	p("## How to rerun")
 	p("")
 	p("```sh")
-	p("make bench                      # builds bin/slsrelay and bin/slsbench, runs all eight, rewrites this file")
+	p("make bench                      # builds bin/slsrelay and bin/slsbench, runs all nine, rewrites this file")
 	p("make bench BENCH_FLAGS='-runs 1 -events 200000 -only e2e,ceiling'   # a quick look at some")
 	p("bin/slsbench -h                 # every knob; -profile DIR writes the relay's CPU and heap profiles")
 	p("make bench-micro                # the go test -bench micro-benchmarks of the packages")
