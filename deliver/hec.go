@@ -109,6 +109,7 @@ type HEC struct {
 	client   *retryablehttp.Client
 	gz       gzipPool
 	retries  atomic.Uint64
+	retryNote
 	chunks   sync.Pool // *hecChunk
 	retryLog logEvery
 	closed   atomic.Bool
@@ -287,6 +288,7 @@ func (h *HEC) Close() error {
 
 func (h *HEC) onRetry(status int, err error) {
 	h.retries.Add(1)
+	h.noteRetry(status, err)
 	if ok, suppressed := h.retryLog.allow(); ok {
 		attrs := []any{slog.Int("status", status), slog.Int("suppressed", suppressed)}
 		if err != nil {

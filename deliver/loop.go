@@ -62,21 +62,57 @@ type LoopMetrics struct {
 	Paused func(paused bool)
 }
 
+// Sink states, LoopStats.State.
+const (
+	// StateDelivering: the last send went through, or none failed yet.
+	StateDelivering = "delivering"
+	// StateRetrying: sends fail transiently (refused, timeouts, 5xx, 429)
+	// and are retried, by the loop or inside the sink.
+	StateRetrying = "retrying"
+	// StatePaused: the SIEM refuses the configuration (401/403, unknown
+	// index, TLS trust); the loop keeps the data and retries slowly.
+	StatePaused = "paused"
+)
+
+// ErrorClasses are the keys of LoopStats.Errors: the ErrorKind names of
+// docs/CONFIG.md's table, in a stable order.
+var ErrorClasses = []string{Transient.String(), Permanent.String(), Config.String()}
+
 // LoopStats is a snapshot of a loop's counters.
 type LoopStats struct {
 	Sink             string
 	DeliveredEvents  uint64
 	DeliveredRecords uint64
-	// DeadLettered counts dead-lettered events by reason (Reason*).
+	// DeadLettered counts dead-lettered events by reason (Reason*); every
+	// reason is present, starting at 0.
 	DeadLettered map[string]uint64
-	// Retries counts the loop's re-sends; TransportRetries the sink's own
-	// retried attempts (when the sink reports them, as HEC does).
+	// Retries counts the loop's re-sends of a record after a failed send
+	// (counted when the send is made again); TransportRetries the sink's
+	// own retried attempts (when the sink reports them, as HEC and syslog
+	// do).
 	Retries          uint64
 	TransportRetries uint64
 	Paused           bool
 	PausedSince      time.Time
 	LastError        string
 	LastErrorAt      time.Time
+
+	// State is StateDelivering, StateRetrying or StatePaused, since
+	// StateSince, because of StateReason (the latest error; empty while
+	// delivering).
+	State       string
+	StateSince  time.Time
+	StateReason string
+	// LastSuccess is when the sink last confirmed a send (zero: never since
+	// start).
+	LastSuccess time.Time
+	// Sending is true while a Send is in progress, since SendingSince.
+	Sending      bool
+	SendingSince time.Time
+	// Errors counts failed sends by class (ErrorClasses, all present):
+	// failures the loop saw plus, under "transient", the sink's retried
+	// attempts.
+	Errors map[string]uint64
 }
 
 // Loop moves records from a Queue to a Sink: peek → decode → send → ack.
@@ -120,7 +156,12 @@ func NewLoop(q Queue, s Sink, opts LoopOptions) *Loop {
 		failLog:  logEvery{every: opts.PauseLogEvery},
 	}
 	l.stats.Sink = s.Name()
-	l.stats.DeadLettered = map[string]uint64{}
+	l.stats.DeadLettered = map[string]uint64{ReasonDecode: 0, ReasonRejected: 0}
+	l.stats.Errors = map[string]uint64{}
+	for _, c := range ErrorClasses {
+		l.stats.Errors[c] = 0
+	}
+	l.stats.State, l.stats.StateSince = StateDelivering, time.Now()
 	return l
 }
 
@@ -129,11 +170,40 @@ func (l *Loop) Stats() LoopStats {
 	l.mu.Lock()
 	st := l.stats
 	st.DeadLettered = maps.Clone(l.stats.DeadLettered)
+	st.Errors = maps.Clone(l.stats.Errors)
 	l.mu.Unlock()
 	if r, ok := l.sink.(interface{ Retries() uint64 }); ok {
 		st.TransportRetries = r.Retries()
+		st.Errors[Transient.String()] += st.TransportRetries
+	}
+	// A send retried inside the sink has not come back to the loop yet:
+	// the sink is retrying all the same.
+	if st.State == StateDelivering && st.Sending {
+		if since, why := l.sinkRetrying(); !since.IsZero() {
+			st.State, st.StateSince, st.StateReason = StateRetrying, since, why
+		}
 	}
 	return st
+}
+
+// sinkRetrying reports since when the sink retries its current send
+// internally (zero if it does not, or cannot tell).
+func (l *Loop) sinkRetrying() (time.Time, string) {
+	if r, ok := l.sink.(retryReporter); ok {
+		return r.RetryingSince()
+	}
+	return time.Time{}, ""
+}
+
+// setState moves to state (a no-op when already there, except that the
+// reason is refreshed).
+func (l *Loop) setState(state, reason string) {
+	l.mu.Lock()
+	if l.stats.State != state {
+		l.stats.State, l.stats.StateSince = state, time.Now()
+	}
+	l.stats.StateReason = reason
+	l.mu.Unlock()
 }
 
 // Run delivers until ctx ends (then it returns nil once the send in
@@ -142,7 +212,7 @@ func (l *Loop) Stats() LoopStats {
 // Ack or DeadLetter errors are returned: continuing could lose data). Run
 // must not be called twice at once.
 func (l *Loop) Run(ctx context.Context) error {
-	sendCtx, cancel := afterGrace(ctx, l.opts.StopGrace)
+	sendCtx, cancel := l.afterGrace(ctx, l.opts.StopGrace)
 	defer cancel()
 	for {
 		rec, err := l.q.Peek(ctx)
@@ -161,15 +231,39 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
-// afterGrace returns a context that ends grace after ctx ends.
-func afterGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+// afterGrace returns a context that ends grace after ctx ends, or as soon
+// as the send in flight is seen retrying failures after ctx ended: the grace
+// is for a send about to be confirmed, and a SIEM that refuses or answers
+// 503 will not confirm it in time, so a stop does not sit out the grace.
+func (l *Loop) afterGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	if grace <= 0 {
 		return ctx, func() {}
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(grace, cancel)
+		go func() {
+			t := time.NewTicker(stopPoll)
+			defer t.Stop()
+			for {
+				if since, _ := l.sinkRetrying(); !since.IsZero() {
+					l.log.Info("stopping: the send in flight is being retried, abandoning it (it stays in the spool)")
+					cancel()
+					return
+				}
+				select {
+				case <-gctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	})
 	return gctx, func() { stop(); cancel() }
 }
+
+// stopPoll is how often a stopping loop checks whether its send retries.
+const stopPoll = 50 * time.Millisecond
 
 // deliver sends one record until every event is confirmed or dead-lettered,
 // then acks it. Sends run under sendCtx, which may outlive ctx by the stop
@@ -188,11 +282,16 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 		if err := l.lim.wait(ctx, len(rest)); err != nil {
 			return err
 		}
+		if attempt > 0 {
+			l.retried()
+		}
+		l.sending(true)
 		err := l.sink.Send(sendCtx, &Batch{Seq: rec.Seq, Events: rest})
+		l.sending(false)
 		if err == nil {
 			failpoint.Hit(failpoint.DeliverAfterSend)
 			delivered += len(rest)
-			l.resume()
+			l.success()
 			break
 		}
 		if ctx.Err() != nil {
@@ -203,7 +302,7 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 		errors.As(err, &de)
 		switch KindOf(err) {
 		case Permanent:
-			l.resume() // the SIEM answered: it is up and trusts us
+			l.success() // the SIEM answered: it is up and trusts us
 			i := -1
 			if de.EventIndex >= 0 && de.EventIndex < len(rest) {
 				i = de.EventIndex
@@ -225,12 +324,15 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 		case Config:
 			l.pause(err)
 		default:
+			l.setState(StateRetrying, err.Error())
 			if ok, n := l.failLog.allow(); ok {
 				l.log.Warn("send failed, retrying", slog.Uint64(attrSeq, rec.Seq),
 					slog.String(attrErr, err.Error()), slog.Int("suppressed", n))
 			}
 		}
-		l.retried(KindOf(err))
+		if f := l.opts.Metrics.Retried; f != nil {
+			f(KindOf(err))
+		}
 		if err := sleepCtx(ctx, l.opts.Retry.Backoff(attempt)); err != nil {
 			return err
 		}
@@ -287,16 +389,39 @@ func (l *Loop) deadLettered(rec *spool.Record, reason string, events int, cause 
 func (l *Loop) noteError(err error) {
 	l.mu.Lock()
 	l.stats.LastError, l.stats.LastErrorAt = err.Error(), time.Now()
+	l.stats.Errors[KindOf(err).String()]++
 	l.mu.Unlock()
 }
 
-func (l *Loop) retried(k ErrorKind) {
+// retried counts a re-send, made now.
+func (l *Loop) retried() {
 	l.mu.Lock()
 	l.stats.Retries++
 	l.mu.Unlock()
-	if f := l.opts.Metrics.Retried; f != nil {
-		f(k)
+}
+
+// sending marks a Send as begun or returned; either way the sink's own
+// retry streak belongs to the send before.
+func (l *Loop) sending(on bool) {
+	if r, ok := l.sink.(retryReporter); ok {
+		r.ClearRetrying()
 	}
+	l.mu.Lock()
+	l.stats.Sending = on
+	if on {
+		l.stats.SendingSince = time.Now()
+	}
+	l.mu.Unlock()
+}
+
+// success records that the SIEM answered a send (accepted it, or rejected
+// an event for good): the sink delivers again.
+func (l *Loop) success() {
+	l.mu.Lock()
+	l.stats.LastSuccess = time.Now()
+	l.mu.Unlock()
+	l.resume()
+	l.setState(StateDelivering, "")
 }
 
 func (l *Loop) pause(err error) {
@@ -305,7 +430,9 @@ func (l *Loop) pause(err error) {
 	if !was {
 		l.stats.Paused, l.stats.PausedSince = true, time.Now()
 		since = l.stats.PausedSince
+		l.stats.State, l.stats.StateSince = StatePaused, since
 	}
+	l.stats.StateReason = err.Error()
 	l.mu.Unlock()
 	if !was {
 		l.pauseLog.reset()

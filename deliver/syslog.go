@@ -143,6 +143,7 @@ type Syslog struct {
 	mu       sync.Mutex
 	retryLog logEvery
 	retries  atomic.Uint64
+	retryNote
 	closed   atomic.Bool
 	avgBytes atomic.Int64
 	counts   counters
@@ -551,6 +552,7 @@ func (s *Syslog) retryWait(ctx context.Context, attempt int, err error) error {
 		return err
 	}
 	s.retries.Add(1)
+	s.noteRetry(0, err)
 	if ok, n := s.retryLog.allow(); ok {
 		s.log.Warn("syslog send failed, retrying", slog.String(attrErr, err.Error()),
 			slog.Int("attempt", attempt+1), slog.Int("suppressed", n))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -31,11 +32,33 @@ type Config struct {
 	// way to empty the data directory of a relay that was replaced.
 	DrainOnly bool          `yaml:"drain_only"`
 	Metrics   MetricsConfig `yaml:"metrics"`
+	Health    HealthConfig  `yaml:"health"`
+
+	// Warnings found while reading the file (a bare $NAME), for validate
+	// to print and run to log.
+	Warnings []string `yaml:"-"`
+}
+
+// HealthConfig sets the thresholds of /readyz, /status and `slsrelay
+// status` (served on metrics.listen).
+type HealthConfig struct {
+	// PullStaleAfter: a source whose last successful pull is older is not
+	// ready (degraded).
+	PullStaleAfter Duration `yaml:"pull_stale_after"`
+	// SinkStaleAfter: a sink with records waiting and no delivery for this
+	// long is not ready (degraded).
+	SinkStaleAfter Duration `yaml:"sink_stale_after"`
+	// StallAfter: a sink or source degraded for this long is stalled.
+	StallAfter Duration `yaml:"stall_after"`
+	// SpoolFullRatio: a spool holding this share of its budget or more makes
+	// the relay degraded (ingest waits for room once it is full).
+	SpoolFullRatio float64 `yaml:"spool_full_ratio"`
 }
 
 // MetricsConfig exposes Prometheus metrics and a health check.
 type MetricsConfig struct {
-	// Listen, host:port, serves /metrics and /healthz; empty: off.
+	// Listen, host:port, serves /metrics, /healthz, /readyz, /status and
+	// the status page at /; empty: off.
 	Listen string `yaml:"listen"`
 }
 
@@ -182,12 +205,33 @@ const (
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultCheckpointInterval = 5 * time.Second
 	DefaultInterleaveAfter    = 10 * time.Second
+	DefaultPullStaleAfter     = 2 * time.Minute
+	DefaultSinkStaleAfter     = 5 * time.Minute
+	DefaultStallAfter         = 15 * time.Minute
+	DefaultSpoolFullRatio     = 0.9
 )
 
 // ParseConfig reads a YAML config from r, expands ${ENV} references (with
 // lookup, usually os.LookupEnv), applies defaults and validates. It has no
 // side effects. A validation failure is a *ConfigError listing every problem.
 func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	return parseConfig(r, lookup, true)
+}
+
+// LoadConfigForInspection reads the config at path for the commands that
+// only look at the relay (status, spool stat|dump|requeue): a variable that
+// is not set (a secret kept out of an operator's shell) is left as written,
+// and nothing is validated but the YAML itself and the fields' types.
+func LoadConfigForInspection(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	return parseConfig(f, os.LookupEnv, false)
+}
+
+func parseConfig(r io.Reader, lookup func(string) (string, bool), strict bool) (*Config, error) {
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -200,21 +244,42 @@ func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (*Config, erro
 	if len(doc.Content) > 0 {
 		// ${NAME} is expanded in scalar values only: not in comments, and a
 		// value from the environment can never change the file's structure.
-		if missing := expandEnv(&doc, lookup); len(missing) > 0 {
+		if missing := expandEnv(doc.Content[0], lookup, "", &c.Warnings); len(missing) > 0 && strict {
 			ce := &ConfigError{}
 			for _, m := range missing {
 				ce.add("", "line %d: environment variable %s is referenced but not set", m.line, m.name)
 			}
 			return nil, ce
 		}
-		if unknown := unknownFields(doc.Content[0], reflect.TypeOf(c), ""); len(unknown) > 0 {
-			return nil, &ConfigError{Problems: unknown}
-		}
+		tree := checkTree(doc.Content[0], reflect.TypeOf(c), "")
 		if err := doc.Decode(&c); err != nil {
-			return nil, &ConfigError{Problems: []string{yamlProblem(err)}}
+			tree = append(tree, yamlProblem(err))
+		}
+		if len(tree) > 0 {
+			ce := &ConfigError{Problems: tree}
+			if !strict {
+				return nil, ce
+			}
+			// The semantic checks still run on what decoded, except those
+			// about a field already reported.
+			c.applyDefaults()
+			if err := c.Validate(); err != nil {
+				var ve *ConfigError
+				if errors.As(err, &ve) {
+					for _, p := range ve.Problems {
+						if !reportedAlready(tree, p) {
+							ce.Problems = append(ce.Problems, p)
+						}
+					}
+				}
+			}
+			return nil, ce
 		}
 	}
 	c.applyDefaults()
+	if !strict {
+		return &c, nil
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -231,56 +296,113 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(f, os.LookupEnv)
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// envRef is ${NAME}, ${NAME:-default} (default when NAME is unset or
+// empty) or ${NAME-default} (default when NAME is unset).
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}`)
+
+// bareEnvRef is $NAME not written as ${NAME}; $$ is a literal dollar.
+var bareEnvRef = regexp.MustCompile(`\$\$|\$([A-Za-z_][A-Za-z0-9_]*)`)
 
 type missingEnv struct {
 	name string
 	line int
 }
 
-// expandEnv replaces ${NAME} with the variable's value in every scalar of the
-// tree; a bare $NAME or $$ is left alone, so secrets containing '$' survive.
-func expandEnv(n *yaml.Node, lookup func(string) (string, bool)) []missingEnv {
+// secretKeys are the fields whose values a warning must not quote.
+var secretKeys = map[string]bool{"access_key_secret": true, "security_token": true, "token": true}
+
+// expandEnv replaces ${NAME} (and ${NAME:-default}, ${NAME-default}) with
+// the variable's value in every scalar of the tree under path; a bare
+// $NAME is left as written (secrets may contain '$'), with a warning.
+func expandEnv(n *yaml.Node, lookup func(string) (string, bool), path string, warnings *[]string) []missingEnv {
 	var missing []missingEnv
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
-			name := m[2 : len(m)-1]
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
+		where := path
+		if where == "" {
+			where = "value"
+		}
+		// Bare references, looked for outside ${...}.
+		for _, m := range bareEnvRef.FindAllStringSubmatch(envRef.ReplaceAllString(n.Value, ""), -1) {
+			if m[1] == "" {
+				continue
+			}
+			key := path[strings.LastIndexAny(path, ".]")+1:]
+			ref := "$" + m[1]
+			if secretKeys[key] {
+				ref = "a bare $NAME"
+			}
+			*warnings = append(*warnings, fmt.Sprintf("%s (line %d): %s is used literally; write ${NAME} to take the value from the environment", where, n.Line, ref))
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			m := envRef.FindStringSubmatch(ref)
+			name, op, def := m[1], m[2], m[3]
 			v, ok := lookup(name)
-			if !ok {
+			switch {
+			case op == ":-" && (!ok || v == ""):
+				return def
+			case op == "-" && !ok:
+				return def
+			case !ok:
 				missing = append(missing, missingEnv{name, n.Line})
-				return m
+				return ref
 			}
 			return v
 		})
 	}
-	for _, c := range n.Content {
-		missing = append(missing, expandEnv(c, lookup)...)
+	for i, c := range n.Content {
+		p := path
+		switch n.Kind {
+		case yaml.MappingNode:
+			if i%2 == 0 {
+				continue
+			}
+			if path != "" {
+				p += "."
+			}
+			p += n.Content[i-1].Value
+		case yaml.SequenceNode:
+			p = fmt.Sprintf("%s[%d]", path, i)
+		}
+		missing = append(missing, expandEnv(c, lookup, p, warnings)...)
 	}
 	return missing
 }
 
-// unknownFields lists the mapping keys in n that t (a struct, or a slice or
-// pointer of one) has no yaml field for, as "path: unknown field (line N)".
-// yaml.v3 checks known fields only in its Decoder, which loses the tree.
-func unknownFields(n *yaml.Node, t reflect.Type, path string) []string {
+// checkTree walks n along t (the Go type it decodes into) and reports,
+// as "path: message (line N)", every mapping key t has no field for and
+// every value that cannot decode into its field's type; each such key and
+// value is removed from the tree, so that the rest still decodes and is
+// checked. yaml.v3 alone stops at the first error of a custom type and
+// names lines, not fields.
+func checkTree(n *yaml.Node, t reflect.Type, path string) []string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	var out []string
-	switch {
-	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
-		for i, c := range n.Content {
-			out = append(out, unknownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	name := path
+	if name == "" {
+		name = "the file"
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return []string{fmt.Sprintf("%s: must be a mapping of fields, not %s (line %d)", name, nodeWhat(n), n.Line)}
 		}
-	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		fields := map[string]reflect.Type{}
 		for i := 0; i < t.NumField(); i++ {
 			if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
 				fields[tag] = t.Field(i).Type
 			}
 		}
+		var out []string
+		keep := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
+			k, v := n.Content[i], n.Content[i+1]
 			p := k.Value
 			if path != "" {
 				p = path + "." + k.Value
@@ -290,10 +412,97 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string) []string {
 				out = append(out, fmt.Sprintf("%s: unknown field (line %d)", p, k.Line))
 				continue
 			}
-			out = append(out, unknownFields(n.Content[i+1], ft, p)...)
+			probs := checkTree(v, ft, p)
+			out = append(out, probs...)
+			if len(probs) > 0 && !isContainer(ft) {
+				continue // a bad scalar: drop it, keep checking the rest
+			}
+			keep = append(keep, k, v)
 		}
+		n.Content = keep
+		return out
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return []string{fmt.Sprintf("%s: must be a list, not %s (line %d)", name, nodeWhat(n), n.Line)}
+		}
+		var out []string
+		for i, c := range n.Content {
+			out = append(out, checkTree(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return []string{fmt.Sprintf("%s: must be a mapping, not %s (line %d)", name, nodeWhat(n), n.Line)}
+		}
+		var out []string
+		keep := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			probs := checkTree(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)
+			out = append(out, probs...)
+			if len(probs) == 0 {
+				keep = append(keep, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = keep
+		return out
+	case reflect.Interface:
+		return nil
 	}
-	return out
+	// A scalar field.
+	if n.Kind != yaml.ScalarNode {
+		return []string{fmt.Sprintf("%s: must be a single value, not %s (line %d)", name, nodeWhat(n), n.Line)}
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		return []string{fmt.Sprintf("%s: %s (line %d)", name, scalarProblem(n, t, err), n.Line)}
+	}
+	return nil
+}
+
+func isContainer(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Slice, reflect.Map:
+		return true
+	}
+	return false
+}
+
+// nodeWhat names a node's kind for an error message.
+func nodeWhat(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+// scalarProblem says why n does not decode into t, without yaml.v3's
+// internals ("!!str", Go type names).
+func scalarProblem(n *yaml.Node, t reflect.Type, err error) string {
+	switch t {
+	case reflect.TypeOf(Duration(0)), reflect.TypeOf(ByteSize(0)):
+		msg := err.Error()
+		if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "line ") && i > 0 {
+			msg = msg[i+2:]
+		}
+		return msg
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("%q is not an integer", n.Value)
+	case reflect.Float32, reflect.Float64:
+		return fmt.Sprintf("%q is not a number", n.Value)
+	case reflect.Bool:
+		return fmt.Sprintf("%q is not true or false", n.Value)
+	case reflect.String:
+		return fmt.Sprintf("%q is not a string", n.Value)
+	}
+	return yamlProblem(err)
 }
 
 // yamlProblem turns a yaml.v3 error into one line without the library's
@@ -322,6 +531,20 @@ func (c *Config) applyDefaults() {
 	if c.SLS.AuthVersion == "" {
 		c.SLS.AuthVersion = "v1"
 	}
+	h := &c.Health
+	if h.PullStaleAfter == 0 {
+		h.PullStaleAfter = Duration(DefaultPullStaleAfter)
+	}
+	if h.StallAfter == 0 {
+		h.StallAfter = Duration(DefaultStallAfter)
+	}
+	if h.SinkStaleAfter == 0 {
+		// Never past a stall_after set shorter than the default.
+		h.SinkStaleAfter = min(Duration(DefaultSinkStaleAfter), h.StallAfter)
+	}
+	if h.SpoolFullRatio == 0 {
+		h.SpoolFullRatio = DefaultSpoolFullRatio
+	}
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		if s.ConsumerGroup == "" {
@@ -345,6 +568,21 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+}
+
+// reportedAlready tells whether problem p is about a field one of the
+// problems of tree already names.
+func reportedAlready(tree []string, p string) bool {
+	path, _, ok := strings.Cut(p, ": ")
+	if !ok {
+		return false
+	}
+	for _, t := range tree {
+		if tp, _, _ := strings.Cut(t, ": "); tp == path || strings.HasPrefix(path, tp+".") || strings.HasPrefix(path, tp+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // ConfigError lists every problem found, one "path: message" per line.
@@ -382,6 +620,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Listen != "" {
 		checkHostPort(e, "metrics.listen", c.Metrics.Listen)
+	}
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{{"pull_stale_after", c.Health.PullStaleAfter}, {"sink_stale_after", c.Health.SinkStaleAfter}, {"stall_after", c.Health.StallAfter}} {
+		if d.v < 0 {
+			e.add("health."+d.name, "must not be negative")
+		}
+	}
+	if c.Health.SinkStaleAfter > c.Health.StallAfter && c.Health.StallAfter > 0 {
+		e.add("health.sink_stale_after", "must not exceed health.stall_after")
+	}
+	if r := c.Health.SpoolFullRatio; r < 0 || r > 1 {
+		e.add("health.spool_full_ratio", "%g is outside 0..1", r)
 	}
 	c.validateSLS(e)
 	c.validateSpool(e)
@@ -666,23 +918,40 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var byteSizePattern = regexp.MustCompile(`^\s*(\d+)\s*([KMGT]i?B|B)?\s*$`)
+var byteSizePattern = regexp.MustCompile(`^\s*(\d+)(?:\.(\d+))?\s*([KMGTP]i?B?|B)?\s*$`)
 
+// parseByteSize reads 1048576, 512KiB, 64MiB, 8GiB, 8Gi, 1.5GiB, 1GB
+// (KB, MB, GB, TB, PB and K, M, G, T, P are powers of ten; KiB and Ki and
+// the like powers of two). A fraction must come to a whole number of bytes.
 func parseByteSize(s string) (int64, error) {
 	m := byteSizePattern.FindStringSubmatch(s)
 	if m == nil {
-		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB)", s)
+		return 0, fmt.Errorf("%q is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB, 1.5GiB)", s)
+	}
+	unit := strings.TrimSuffix(m[3], "B")
+	mult, ok := map[string]int64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+		"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}[unit]
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size: unknown unit %q", s, m[3])
 	}
 	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a size: %v", s, err)
-	}
-	mult := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
-	if n > (1<<62)/mult {
+	if err != nil || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
-	return n * mult, nil
+	total := n * mult
+	if frac := m[2]; frac != "" {
+		if len(frac) > 9 {
+			return 0, fmt.Errorf("%q has too many decimals", s)
+		}
+		f, _ := new(big.Int).SetString(frac, 10)
+		den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil)
+		q, r := new(big.Int).QuoRem(f.Mul(f, big.NewInt(mult)), den, new(big.Int))
+		if r.Sign() != 0 {
+			return 0, fmt.Errorf("%q is not a whole number of bytes", s)
+		}
+		total += q.Int64()
+	}
+	return total, nil
 }
 
 // Secret is a string that never prints: in text, logs, JSON and errors it

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,8 +106,9 @@ func TestParseByteSize(t *testing.T) {
 		ok   bool
 	}{
 		{"1048576", 1 << 20, true}, {"64MiB", 64 << 20, true}, {"8GiB", 8 << 30, true},
-		{"1GB", 1e9, true}, {"512 KiB", 512 << 10, true}, {"-1", 0, false}, {"1.5GiB", 0, false},
-		{"99999999999999999999GiB", 0, false}, {"lots", 0, false},
+		{"1GB", 1e9, true}, {"512 KiB", 512 << 10, true}, {"-1", 0, false}, {"1.5GiB", 3 << 29, true},
+		{"8Gi", 8 << 30, true}, {"8G", 8e9, true}, {"2.5MB", 2_500_000, true}, {"1.1B", 0, false}, {"0.3KiB", 0, false},
+		{"0.5KiB", 512, true}, {"99999999999999999999GiB", 0, false}, {"lots", 0, false}, {"8Xi", 0, false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := parseByteSize(tc.in)
@@ -144,4 +146,95 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("nil config without error")
 		}
 	})
+}
+
+// Type and decode errors name the field path, every one of them is
+// reported, and the semantic checks still run on the rest of the file
+// (without repeating a field already reported).
+func TestParseConfig_TypeErrorsWithPaths(t *testing.T) {
+	raw := `data_dir: /tmp/x
+shutdown_timeout: soon
+sls:
+  endpoint: e.example
+  access_key_id: id
+  access_key_secret: topsecret-value
+sources:
+  - project: p
+    logstore: l
+    max_fetch_log_groups: lots
+    heartbeat_interval: 500ms
+  - project: [a]
+    logstore: l2
+spool:
+  max_bytes: 8Gi
+  min_free_bytes: 1.5GiB
+  segment_bytes: big
+sinks:
+  - type: hec
+    rate_limit: fast
+    hec:
+      url: ftp://x
+      token: hec-secret-token
+      gzip: maybe
+      concurrency: 99
+      frob: 1
+`
+	_, err := ParseConfig(strings.NewReader(raw), noEnv)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	want := []string{
+		`shutdown_timeout: "soon" is not a duration (e.g. 500ms, 30s, 5m) (line 2)`,
+		`sources[0].max_fetch_log_groups: "lots" is not an integer (line 10)`,
+		`sources[1].project: must be a single value, not a list (line 12)`,
+		`spool.segment_bytes: "big" is not a size (e.g. 1048576, 512KiB, 64MiB, 8GiB, 1.5GiB) (line 17)`,
+		`sinks[0].rate_limit: "fast" is not a number (line 20)`,
+		`sinks[0].hec.gzip: "maybe" is not true or false (line 24)`,
+		`sinks[0].hec.frob: unknown field (line 26)`,
+		// semantic checks on what decoded
+		`sources[0].heartbeat_interval: 500ms is below the SLS minimum of 1s`,
+		`sinks[0].hec.url: "ftp://x" is not an http:// or https:// URL`,
+		`sinks[0].hec.concurrency: 99 is outside 0..64`,
+	}
+	if got := ce.Problems; !slices.Equal(got, want) {
+		t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("a secret is echoed: %v", err)
+	}
+}
+
+// ${NAME:-default} and ${NAME-default} take a default; a bare $NAME is
+// kept as written with a warning naming the field (never quoting a secret).
+func TestParseConfig_EnvDefaultsAndBareWarning(t *testing.T) {
+	env := map[string]string{"EMPTY": "", "HOST": "splunk.example"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	raw := `data_dir: ${DATA:-/var/lib/slsrelay}
+log: {level: "${LEVEL-warn}", format: "${EMPTY:-json}"}
+sls:
+  endpoint: e.example
+  access_key_id: $AK_ID
+  access_key_secret: pa$SECRETPART
+sources: [{project: p, logstore: l}]
+sinks:
+  - type: hec
+    hec: {url: "https://${HOST}:8088", token: "t", index: "${EMPTY-unused}"}
+`
+	c, err := ParseConfig(strings.NewReader(raw), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/slsrelay" || c.Log.Level != "warn" || c.Log.Format != "json" ||
+		c.Sinks[0].HEC.URL != "https://splunk.example:8088" || c.Sinks[0].HEC.Index != "" || c.SLS.AccessKeyID != "$AK_ID" {
+		t.Errorf("expanded: data_dir %q level %q format %q url %q index %q ak %q", c.DataDir, c.Log.Level, c.Log.Format,
+			c.Sinks[0].HEC.URL, c.Sinks[0].HEC.Index, c.SLS.AccessKeyID)
+	}
+	want := []string{
+		"sls.access_key_id (line 5): $AK_ID is used literally; write ${NAME} to take the value from the environment",
+		"sls.access_key_secret (line 6): a bare $NAME is used literally; write ${NAME} to take the value from the environment",
+	}
+	if !slices.Equal(c.Warnings, want) {
+		t.Errorf("warnings:\n  %s\nwant:\n  %s", strings.Join(c.Warnings, "\n  "), strings.Join(want, "\n  "))
+	}
 }

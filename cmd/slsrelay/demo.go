@@ -34,15 +34,17 @@ type demoPlan struct {
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	p := demoPlan{Shards: 4, PerGroup: 100, OutageAt: 0.3, ShowBar: true}
 	fs.IntVar(&p.Preloaded, "events", 150000, "audit logs seeded into SLS before the relay starts")
 	fs.IntVar(&p.Live, "live-events", 50000, "audit logs written while the relay runs")
 	fs.DurationVar(&p.Outage, "outage", 8*time.Second, "length of the HEC maintenance window")
 	fs.DurationVar(&p.Timeout, "timeout", 5*time.Minute, "give up after this long")
 	fs.BoolVar(&p.KeepLogDir, "keep", false, "keep the temporary data directory and relay log")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		return errUsage
+	if err := parseFlags(fs, args, "usage: slsrelay demo [flags]\n\nRuns the relay end to end on an embedded SLS emulator and HEC receiver,\nwith a HEC outage in the middle, and reports what arrived.", stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return flagError("demo", stderr, "unexpected argument %q", fs.Arg(0))
 	}
 	res, err := demo(ctx, p, stdout)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,11 +45,9 @@ type emulateFlags struct {
 	seedCount, perGroup       int
 }
 
-func parseEmulateFlags(args []string, stderr io.Writer) (emulateFlags, error) {
+func parseEmulateFlags(args []string, stdout, stderr io.Writer) (emulateFlags, error) {
 	var f emulateFlags
 	fs := flag.NewFlagSet("emulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, emulateUsage); fs.PrintDefaults() }
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to listen on (port 0 picks a free one)")
 	fs.StringVar(&f.project, "project", slstest.DefaultProject, "project name")
 	fs.StringVar(&f.logstore, "logstore", slstest.DefaultLogstore, "logstore name; several separated by commas")
@@ -61,11 +58,8 @@ func parseEmulateFlags(args []string, stderr io.Writer) (emulateFlags, error) {
 	fs.StringVar(&f.seed, "seed", "", "preload logs: audit, web, odd, or a JSON-lines file")
 	fs.IntVar(&f.seedCount, "seed-count", 10000, "logs to generate with --seed audit|web|odd")
 	fs.IntVar(&f.perGroup, "seed-per-group", 100, "logs per seeded log group")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return f, errUsage
-		}
-		return f, errUsage
+	if err := parseFlags(fs, args, strings.TrimSuffix(strings.TrimRight(emulateUsage, "\n"), "flags:"), stdout, stderr); err != nil {
+		return f, err
 	}
 	var problems []string
 	if fs.NArg() > 0 {
@@ -84,18 +78,14 @@ func parseEmulateFlags(args []string, stderr io.Writer) (emulateFlags, error) {
 		problems = append(problems, "--project, --logstore, --access-key-id and --access-key-secret must not be empty")
 	}
 	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(stderr, "slsrelay emulate:", p)
-		}
-		fs.Usage()
-		return f, errUsage
+		return f, flagError("emulate", stderr, "%s", strings.Join(problems, "; "))
 	}
 	return f, nil
 }
 
 // runEmulate serves the emulator until ctx is cancelled.
 func runEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, err := parseEmulateFlags(args, stderr)
+	f, err := parseEmulateFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}

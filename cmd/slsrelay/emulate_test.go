@@ -151,11 +151,11 @@ func TestEmulate_Run(t *testing.T) {
 			}
 		}
 	})
-	t.Run("flag errors print usage", func(t *testing.T) {
+	t.Run("flag errors are one line", func(t *testing.T) {
 		for _, args := range [][]string{{"--shards", "0"}, {"--nope"}, {"extra"}} {
 			var errOut bytes.Buffer
 			err := runEmulate(context.Background(), args, &bytes.Buffer{}, &errOut)
-			if !errors.Is(err, errUsage) || !strings.Contains(errOut.String(), "usage: slsrelay emulate") {
+			if !errors.Is(err, errUsage) || !strings.HasPrefix(errOut.String(), "slsrelay emulate: ") || strings.Count(errOut.String(), "\n") != 1 || !strings.Contains(errOut.String(), "--help") {
 				t.Errorf("args %v: err %v, stderr %q", args, err, errOut.String())
 			}
 		}

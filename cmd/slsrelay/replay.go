@@ -94,8 +94,6 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArgs, error) {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, replayUsage+"\n\nflags:"); fs.PrintDefaults() }
 	a := &replayArgs{}
 	var source string
 	fs.StringVar(&a.config, "config", "", "path to the relay's YAML config file (required): SLS access and sinks")
@@ -113,8 +111,10 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArg
 	fs.IntVar(&a.parallel, "parallel", 4, "shards read at once (1..64)")
 	fs.BoolVar(&a.fromSpool, "from-spool", false, "replay from the archive of --sink's spool (sinks[].spool.retain), by log time, not from SLS")
 	fs.StringVar(&a.toSink, "to-sink", "", "with --from-spool: deliver to this sink of the config instead of --sink")
-	if err := fs.Parse(args); err != nil {
-		return nil, errUsage
+	// -h prints the usage on stderr's writer: dispatch hands stdout there
+	// for help (parseFlags).
+	if err := parseFlags(fs, args, replayUsage, stderr, stderr); err != nil {
+		return nil, err
 	}
 	var missing []string
 	required := []struct{ name, v string }{{"--config", a.config}, {"--source", source}, {"--from", a.fromArg}, {"--to", a.toArg}}
@@ -126,14 +126,11 @@ func parseReplayArgs(args []string, stderr io.Writer, now time.Time) (*replayArg
 			missing = append(missing, f.name)
 		}
 	}
-	if len(missing) > 0 || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, replayUsage)
-		if len(missing) > 0 {
-			fmt.Fprintf(stderr, "slsrelay replay: %s required\n", strings.Join(missing, ", "))
-		} else {
-			fmt.Fprintf(stderr, "slsrelay replay: unexpected argument %q\n", fs.Arg(0))
-		}
-		return nil, errUsage
+	if len(missing) > 0 {
+		return nil, flagError("replay", stderr, "%s required", strings.Join(missing, ", "))
+	}
+	if fs.NArg() > 0 {
+		return nil, flagError("replay", stderr, "unexpected argument %q", fs.Arg(0))
 	}
 	var err error
 	switch {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -19,26 +21,37 @@ import (
 	"slsrelay/spool"
 )
 
-func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path to the YAML config file (required)")
 	cpuProfile := fs.String("cpuprofile", "", "debug: write a CPU profile (go tool pprof) to this file until the relay stops; off by default")
 	memProfile := fs.String("memprofile", "", "debug: write a heap profile to this file when the relay stops; off by default")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: slsrelay run --config relay.yaml [--cpuprofile file] [--memprofile file]")
-		return errUsage
+	if err := parseFlags(fs, args, "usage: slsrelay run --config relay.yaml [--log-level L] [--log-format F] [--cpuprofile file] [--memprofile file]", stdout, stderr); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return flagError("run", stderr, "unexpected argument %q", fs.Arg(0))
+	case *path == "":
+		return flagError("run", stderr, "--config is required")
 	}
 	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
 	if err != nil {
 		return err
 	}
 	defer stopProfiles()
+	if err := applyLogFlags(&LogConfig{}); err != nil {
+		return flagError("run", stderr, "%v", err)
+	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
 		return err
 	}
+	_ = applyLogFlags(&cfg.Log)
 	log := newLogger(stderr, cfg.Log)
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	if lim, ok := setMemoryLimit(cfg); ok {
 		log.Debug("soft memory limit set", slog.Int64("bytes", lim))
 	}
@@ -46,6 +59,7 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	r.configPath = *path
 	runErr := r.Run(ctx)
 	if err := r.Close(); err != nil && runErr == nil {
 		runErr = err
@@ -60,19 +74,23 @@ type relay struct {
 	log    *slog.Logger
 	cps    *checkpoint.Store
 	spools []*spool.Lanes
+	events []*countedSpool // spools[i] counting its events
 	sinks  []deliver.Sink
 	loops  []*deliver.Loop
 	ingest *ingest.Ingest // nil in drain-only mode
 	// statusEvery is the period of the status log line.
 	statusEvery time.Duration
 	spoolBudget int64
+	// started is when openRelay ran; configPath the file it came from.
+	started    time.Time
+	configPath string
 }
 
 // openRelay opens everything in dependency order: the data-directory lock
 // (inside checkpoint.Open) before any file, then the spools, then sinks.
 // On error it closes what it opened.
 func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
-	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second, spoolBudget: spoolOptions(cfg, nil).MaxBytes}
+	r := &relay{cfg: cfg, log: log, statusEvery: 30 * time.Second, spoolBudget: spoolOptions(cfg, nil).MaxBytes, started: time.Now()}
 	if r.spoolBudget == 0 {
 		r.spoolBudget = spool.DefaultMaxBytes
 	}
@@ -101,13 +119,15 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 			return nil, fmt.Errorf("open spool of sink %s: %w", sc.Name, err)
 		}
 		r.spools = append(r.spools, sp)
-		ingestSpools = append(ingestSpools, sp)
+		cs := newCountedSpool(sp)
+		r.events = append(r.events, cs)
+		ingestSpools = append(ingestSpools, cs)
 		sink, err := newSink(sc, slog)
 		if err != nil {
 			return nil, err
 		}
 		r.sinks = append(r.sinks, sink)
-		r.loops = append(r.loops, deliver.NewLoop(sp, sink, deliver.LoopOptions{
+		r.loops = append(r.loops, deliver.NewLoop(cs, sink, deliver.LoopOptions{
 			Logger:    slog,
 			RateLimit: sc.RateLimit,
 			Retry:     retryPolicy(sc),
@@ -150,14 +170,39 @@ func (r *relay) Run(ctx context.Context) error {
 	if addr := r.cfg.Metrics.Listen; addr != "" {
 		g.Go(func() error { return r.serveMetrics(gctx, addr) })
 	}
-	r.log.Info("relay started", slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
+	v, c, d := buildVersion()
+	r.log.Info("relay started", slog.String("version", v), slog.String("commit", c), slog.String("built", d),
+		slog.String("config", r.configPath), slog.Int("sources", len(r.cfg.Sources)), slog.Int("sinks", len(r.sinks)),
 		slog.Bool("drain_only", r.cfg.DrainOnly), slog.String("data_dir", r.cfg.DataDir))
+	go r.logStop(ctx, gctx)
 	err := g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	r.log.Info("relay stopped")
 	return nil
+}
+
+// logStop says, when ctx ends (a signal), what the relay waits for and
+// until when; nothing when a component failed first (gctx ended alone).
+func (r *relay) logStop(ctx, gctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+		if ctx.Err() == nil {
+			return
+		}
+	}
+	grace := time.Duration(r.cfg.ShutdownTimeout)
+	why := "stop requested"
+	switch s, _ := lastSignal.Load().(os.Signal); s {
+	case syscall.SIGTERM:
+		why = "received SIGTERM"
+	case syscall.SIGINT:
+		why = "received SIGINT"
+	}
+	r.log.Info(why+": stopping; pulls stop now, the checkpoints are flushed and sends in flight may finish (a send being retried is given up at once; it stays in the spool); a second signal exits at once",
+		slog.Duration("shutdown_timeout", grace), slog.Time("until", time.Now().Add(grace).Round(time.Second)))
 }
 
 // reportStatus logs one line per sink every statusEvery.
@@ -177,13 +222,21 @@ func (r *relay) reportStatus(ctx context.Context) {
 					slog.Int64("pulls", s.Pulls), slog.Int64("logs", s.Logs), slog.Int64("gaps", s.Gaps))
 			}
 		}
+		status := r.status(time.Now())
 		for i, sp := range r.spools {
 			st := sp.Stats()
 			ls := r.loops[i].Stats()
-			r.log.Info("sink", slog.String("sink", r.sinks[i].Name()),
+			attrs := []any{slog.String("sink", r.sinks[i].Name()), slog.String("state", status.Sinks[i].State),
 				slog.Int64("spool_records", st.Depth), slog.Int64("spool_bytes", st.Bytes),
-				slog.Duration("oldest", st.OldestAge), slog.Uint64("delivered_events", ls.DeliveredEvents), slog.Bool("paused", ls.Paused),
-				slog.Int64("dead_letters", st.DeadLetters))
+				slog.Duration("oldest", st.OldestAge.Round(time.Second)), slog.Uint64("delivered_events", ls.DeliveredEvents),
+				slog.Int64("dead_letters", st.DeadLetters)}
+			if reason := status.Sinks[i].Reason; reason != "" {
+				attrs = append(attrs, slog.String("reason", reason))
+			}
+			r.log.Info("sink", attrs...)
+		}
+		if status.State != StateDelivering {
+			r.log.Warn("relay "+status.State, slog.String("reasons", strings.Join(status.Reasons, "; ")))
 		}
 	}
 }

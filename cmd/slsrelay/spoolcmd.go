@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,21 +26,29 @@ const spoolUsage = `usage: slsrelay spool <stat|dump|requeue> (--config relay.ya
 
   stat      every sink's spool: records waiting, bytes, budget, oldest, dead letters
             (reads the files; works while the relay runs, as a snapshot)
+            [--sink NAME] [-o table|json]
   dump      the dead-letter queue of one sink as JSON lines, oldest first
-            [--sink NAME] [--events] [--limit N]
+            [--sink NAME] [--events] [--limit N] [-o jsonl|json]
   requeue   put dead-lettered records back into the spool, to be delivered again
             once the cause is fixed; the relay must be stopped
-            [--sink NAME] [--reason TEXT] [--timeout 30s]`
+            [--sink NAME] [--reason TEXT] [--timeout 30s]
+
+--config works without the config's secrets set.`
 
 func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		args = append([]string{"stat"}, args...)
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, spoolUsage)
-		return errUsage
+		return flagError("spool", stderr, "a subcommand is required: stat, dump or requeue")
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "stat", "dump", "requeue":
+	default:
+		return flagError("spool", stderr, "unknown subcommand %q: want stat, dump or requeue", sub)
+	}
 	fs := flag.NewFlagSet("spool "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, spoolUsage) }
 	path := fs.String("config", "", "the relay's YAML config file")
 	dataDir := fs.String("data-dir", "", "the relay's data directory (instead of --config)")
 	sink := fs.String("sink", "", "sink name (default: the only sink)")
@@ -47,9 +56,20 @@ func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 0, "dump: at most this many entries (0: all)")
 	reason := fs.String("reason", "", "requeue: only dead letters whose reason contains this text")
 	timeout := fs.Duration("timeout", 30*time.Second, "requeue: give up waiting for room in a full spool after this")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || (*path == "") == (*dataDir == "") {
-		fmt.Fprintln(stderr, spoolUsage)
-		return errUsage
+	output := fs.String("o", "table", "stat: table or json; dump: jsonl (one JSON object a line) or json (one array)")
+	fs.StringVar(output, "output", "table", "same as -o")
+	if err := parseFlags(fs, args, spoolUsage, stdout, stderr); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return flagError("spool "+sub, stderr, "unexpected argument %q", fs.Arg(0))
+	case (*path == "") == (*dataDir == ""):
+		return flagError("spool "+sub, stderr, "give either --config or --data-dir")
+	}
+	format, err := spoolFormat(sub, *output)
+	if err != nil {
+		return flagError("spool "+sub, stderr, "%v", err)
 	}
 	t, err := spoolTarget(*path, *dataDir)
 	if err != nil {
@@ -57,13 +77,16 @@ func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch sub {
 	case "stat":
+		if format == "json" {
+			return t.statJSON(stdout, *sink)
+		}
 		return t.stat(stdout, *sink)
 	case "dump":
 		dir, err := t.dir(*sink)
 		if err != nil {
 			return err
 		}
-		return dumpDeadLetters(stdout, dir, *events, *limit)
+		return dumpDeadLetters(stdout, dir, *events, *limit, format == "json")
 	case "requeue":
 		dir, err := t.dir(*sink)
 		if err != nil {
@@ -72,10 +95,81 @@ func runSpool(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		return t.requeue(rctx, stdout, dir, *reason)
-	default:
-		fmt.Fprintf(stderr, "slsrelay spool: unknown subcommand %q\n%s\n", sub, spoolUsage)
-		return errUsage
 	}
+	return nil
+}
+
+// spoolFormat checks -o for sub: stat prints a table (default) or json,
+// dump JSON lines (jsonl, default) or one json array.
+func spoolFormat(sub, o string) (string, error) {
+	switch {
+	case sub == "stat" && (o == "table" || o == "json"):
+		return o, nil
+	case sub == "dump" && (o == "table" || o == "jsonl"):
+		return "jsonl", nil
+	case sub == "dump" && o == "json":
+		return o, nil
+	case sub == "requeue" && o == "table":
+		return o, nil
+	}
+	return "", fmt.Errorf("-o %q is not an output of spool %s (stat: table, json; dump: jsonl, json)", o, sub)
+}
+
+// spoolStatJSON is one sink's spool in spool stat -o json.
+type spoolStatJSON struct {
+	Sink          string  `json:"sink"`
+	Records       int64   `json:"records"`
+	Bytes         int64   `json:"bytes"`
+	BudgetBytes   int64   `json:"budget_bytes"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+	DeadLetters   int64   `json:"dead_letters"`
+	// DeadLettersDamaged are damaged entries kept in the dead-letter file.
+	DeadLettersDamaged int64 `json:"dead_letters_damaged"`
+	// The archive of delivered records (sinks[].spool.retain), if any.
+	ArchivedBytes    int64  `json:"archived_bytes"`
+	ArchivedSegments int64  `json:"archived_segments"`
+	ArchivedEvents   int64  `json:"archived_events"`
+	ArchiveOldest    string `json:"archive_oldest,omitempty"`
+	ArchiveNewest    string `json:"archive_newest,omitempty"`
+	Dir              string `json:"dir"`
+	Created          bool   `json:"created"`
+}
+
+func (t *spoolSet) statJSON(w io.Writer, only string) error {
+	out := []spoolStatJSON{}
+	budget := int64(spool.DefaultMaxBytes)
+	if t.cfg != nil && t.cfg.Spool.MaxBytes > 0 {
+		budget = int64(t.cfg.Spool.MaxBytes)
+	}
+	var errs []error
+	for _, name := range t.sinks {
+		if only != "" && name != only {
+			continue
+		}
+		dir := filepath.Join(t.root, name)
+		e := spoolStatJSON{Sink: name, BudgetBytes: budget, Dir: dir}
+		st, err := spool.Inspect(dir)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("sink %s: %w", name, err))
+			continue
+		default:
+			e.Created, e.Records, e.Bytes, e.DeadLetters = true, st.Depth, st.Bytes, st.DeadLetters
+			e.DeadLettersDamaged = st.DeadLetterDamaged
+			a := st.Archive
+			e.ArchivedBytes, e.ArchivedSegments, e.ArchivedEvents = a.Bytes, a.Segments, a.Events
+			e.ArchiveOldest, e.ArchiveNewest = rfc3339(a.Oldest), rfc3339(a.Newest)
+			e.OldestSeconds = st.OldestAge.Seconds()
+		}
+		out = append(out, e)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 // spoolSet is the sinks' spools of one data directory.
@@ -88,9 +182,12 @@ type spoolSet struct {
 func spoolTarget(path, dataDir string) (*spoolSet, error) {
 	t := &spoolSet{}
 	if path != "" {
-		cfg, err := LoadConfig(path)
+		cfg, err := LoadConfigForInspection(path)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.DataDir == "" {
+			return nil, fmt.Errorf("%s: data_dir is not set", path)
 		}
 		t.cfg, dataDir = cfg, cfg.DataDir
 		for _, sc := range cfg.Sinks {
@@ -213,7 +310,7 @@ func (t *spoolSet) requeue(ctx context.Context, w io.Writer, dir, reason string)
 }
 
 // dumpDeadLetters writes one JSON object per dead letter.
-func dumpDeadLetters(w io.Writer, dir string, events bool, limit int) error {
+func dumpDeadLetters(w io.Writer, dir string, events bool, limit int, array bool) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("spool %s: %w", dir, err)
 	}
@@ -221,6 +318,21 @@ func dumpDeadLetters(w io.Writer, dir string, events bool, limit int) error {
 	defer bw.Flush()
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
+	if array {
+		// One JSON array: "[", the entries separated by commas, "]".
+		bw.WriteString("[")
+		defer bw.WriteString("]\n")
+		first := true
+		enc = json.NewEncoder(writerFunc(func(p []byte) (int, error) {
+			if !first {
+				bw.WriteString(",")
+			}
+			first = false
+			_, err := bw.Write(bytes.TrimRight(p, "\n"))
+			return len(p), err
+		}))
+		enc.SetEscapeHTML(false)
+	}
 	n := 0
 	for d, err := range spool.ReadDeadLetters(dir) {
 		if err != nil {
@@ -258,6 +370,10 @@ func dumpDeadLetters(w io.Writer, dir string, events bool, limit int) error {
 	}
 	return nil
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 type dumpEntry struct {
 	Stored      string            `json:"stored"`

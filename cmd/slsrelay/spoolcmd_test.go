@@ -44,7 +44,10 @@ func TestSpoolCommand(t *testing.T) {
 	rr := startRelay(t, cfg, nil)
 	total := len(exp.logs)
 	waitFor(t, time.Minute, "all good events", func() bool { return w.hec.EventCount() >= total-len(bad) })
-	waitFor(t, 30*time.Second, "3 dead letters", func() bool { return rr.r.spools[0].Stats().DeadLetters == 3 })
+	waitFor(t, 30*time.Second, "3 dead letters and an empty spool", func() bool {
+		st := rr.r.spools[0].Stats()
+		return st.DeadLetters == 3 && st.Depth == 0
+	})
 
 	run := func(args ...string) (string, int) {
 		var out, errb bytes.Buffer
@@ -102,6 +105,16 @@ func TestSpoolCommand(t *testing.T) {
 	if out, _ := run("dump", "--data-dir", cfg.DataDir, "--limit", "1"); strings.Count(out, "\n") != 1 {
 		t.Fatalf("dump --limit 1 printed %q", out)
 	}
+	// -o json: the same entries as one JSON array.
+	var arr []map[string]any
+	if out, code := run("dump", "--data-dir", cfg.DataDir, "-o", "json"); code != 0 || json.Unmarshal([]byte(out), &arr) != nil || len(arr) != len(bad) {
+		t.Fatalf("dump -o json = %d, %d entries: %s", code, len(arr), out)
+	}
+	var stats []spoolStatJSON
+	if out, code := run("stat", "--data-dir", cfg.DataDir, "-o", "json"); code != 0 || json.Unmarshal([]byte(out), &stats) != nil ||
+		len(stats) != 1 || stats[0].Sink != "hec" || stats[0].DeadLetters != 3 || !stats[0].Created {
+		t.Fatalf("stat -o json = %d: %s", code, out)
+	}
 
 	// The cause is fixed; requeue one by reason text that matches nothing,
 	// then all of them.
@@ -149,20 +162,24 @@ func TestSpoolCommand_Errors(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "usage: slsrelay spool"},
-		{[]string{"stat"}, 2, "usage: slsrelay spool"},
+		{nil, 2, "a subcommand is required: stat, dump or requeue (see slsrelay spool --help)"},
+		{[]string{"stat"}, 2, "give either --config or --data-dir"},
 		{[]string{"frobnicate", "--data-dir", dd}, 2, `unknown subcommand "frobnicate"`},
-		{[]string{"stat", "--data-dir", dd, "--config", "x.yaml"}, 2, "usage"},
+		{[]string{"stat", "--data-dir", dd, "--config", "x.yaml"}, 2, "give either --config or --data-dir"},
+		{[]string{"stat", "--data-dir", dd, "-o", "yaml"}, 2, `-o "yaml" is not an output of spool stat`},
+		{[]string{"--help"}, 0, "usage: slsrelay spool"},
 		{[]string{"dump", "--data-dir", dd}, 1, "--sink is required: there are 2 sinks (a, b)"},
 		{[]string{"dump", "--data-dir", dd, "--sink", "c"}, 1, `no sink named "c" (sinks: a, b)`},
 		{[]string{"stat", "--data-dir", filepath.Join(dd, "missing")}, 1, "no spools in"},
 		{[]string{"stat", "--config", filepath.Join(dd, "missing.yaml")}, 1, "open config"},
 		{[]string{"dump", "--data-dir", dd, "--sink", "a"}, 0, ""},
+		{[]string{"dump", "--data-dir", dd, "--sink", "a", "-o", "json"}, 0, "[]\n"},
+		{[]string{"stat", "--data-dir", dd, "-o", "json"}, 0, `"sink": "b"`},
 	} {
 		var out, errb bytes.Buffer
 		code := dispatch(context.Background(), append([]string{"spool"}, tc.args...), &out, &errb)
 		all := out.String() + errb.String()
-		if code != tc.code || !strings.Contains(all, tc.want) {
+		if code != tc.code || !strings.Contains(all, tc.want) || (code == 2 && strings.Count(errb.String(), "\n") != 1) {
 			t.Errorf("spool %v = %d %q; want %d with %q", tc.args, code, all, tc.code, tc.want)
 		}
 	}

@@ -8,17 +8,21 @@ import (
 	"io"
 )
 
-// runValidate prints "ok", or one line per problem naming the field path, and
-// fails in the second case.
+// runValidate prints "ok" (after a "warning: " line for each warning), or
+// one line per problem naming the field path, and fails in the second case.
 func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "path to the YAML config file (required)")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: slsrelay validate --config relay.yaml")
-		return errUsage
+	if err := parseFlags(fs, args, "usage: slsrelay validate --config relay.yaml", stdout, stderr); err != nil {
+		return err
 	}
-	_, err := LoadConfig(*path)
+	switch {
+	case fs.NArg() > 0:
+		return flagError("validate", stderr, "unexpected argument %q", fs.Arg(0))
+	case *path == "":
+		return flagError("validate", stderr, "--config is required")
+	}
+	cfg, err := LoadConfig(*path)
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {
@@ -28,6 +32,9 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil
