@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,46 +246,91 @@ func (w *Worker) gapCodes() []string {
 }
 
 // classify sorts an SLS error into one of ErrorClasses.
+//
+// The SDK hands a request that got no SLS answer back as a client error:
+// an *sls.Error with httpCode -1 and code "ClientError" whose message is
+// the only trace of the cause (the transport's error text: dial, DNS, TLS,
+// reset, timeout). When the SDK retried (reads on a transport error or a
+// 5xx, writes on 500/502/503) until its retry time ran out, the message is
+// "stopped retrying err: <last error>: context deadline exceeded", the
+// last error being either the transport's text or the last SLS answer as
+// JSON; an answer found there is classified as that answer.
 func classify(err error, gapCodes []string) string {
 	var se *sls.Error
-	if errors.As(err, &se) {
-		switch {
-		case slices.Contains(gapCodes, se.Code):
-			return "cursor_expired"
-		case se.HTTPCode == 401 || se.HTTPCode == 403 || strings.Contains(se.Code, "Unauthorized") ||
-			strings.Contains(se.Code, "Signature") || strings.Contains(se.Code, "AccessKey"):
-			return "auth"
-		case se.HTTPCode == 429 || strings.Contains(se.Code, "Quota") || strings.Contains(se.Code, "Throttl"):
-			return "throttled"
-		case se.HTTPCode >= 500:
-			return "server"
-		}
-		return "other"
+	if errors.As(err, &se) && se.HTTPCode > 0 {
+		return classifyAnswer(int(se.HTTPCode), se.Code, gapCodes)
 	}
 	var be *sls.BadResponseError
-	if errors.As(err, &be) {
-		switch {
-		case be.HTTPCode == 401 || be.HTTPCode == 403:
-			return "auth"
-		case be.HTTPCode == 429:
-			return "throttled"
-		case be.HTTPCode >= 500:
-			return "server"
-		}
-		return "other"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return "unreachable"
+	if errors.As(err, &be) && be.HTTPCode > 0 {
+		return classifyAnswer(be.HTTPCode, "", gapCodes)
 	}
 	msg := err.Error()
-	for _, s := range []string{"dial", "timeout", "connection", "no such host", "tls:", "EOF"} {
+	if se != nil {
+		msg = se.Message
+	}
+	if code, ecode, ok := embeddedAnswer(msg); ok {
+		return classifyAnswer(code, ecode, gapCodes)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return "unreachable"
+	}
+	for _, s := range unreachableText {
 		if strings.Contains(msg, s) {
 			return "unreachable"
 		}
 	}
 	return "other"
 }
+
+// unreachableText are parts of the transport errors (net, net/http,
+// crypto/tls, crypto/x509) of a request that got no SLS answer.
+var unreachableText = []string{
+	"dial ", "lookup ", "no such host", "connection refused", "connection reset", "broken pipe",
+	"network is unreachable", "no route to host", "timeout", "deadline exceeded", "tls:", "x509:",
+	"certificate", "EOF", "server closed", "connection",
+}
+
+// classifyAnswer classifies an SLS answer by its HTTP status and error code.
+// Quota and throttling come before auth: SLS answers an exceeded quota
+// with 403 (ReadQuotaExceed, WriteQuotaExceed, ProjectQuotaExceed).
+func classifyAnswer(httpCode int, code string, gapCodes []string) string {
+	switch {
+	case code != "" && slices.Contains(gapCodes, code):
+		return "cursor_expired"
+	case httpCode == 429 || strings.Contains(code, "Quota") || strings.Contains(code, "Throttl"):
+		return "throttled"
+	case httpCode == 401 || httpCode == 403 || strings.Contains(code, "Unauthorized") ||
+		strings.Contains(code, "Signature") || strings.Contains(code, "AccessKey"):
+		return "auth"
+	case httpCode >= 500:
+		return "server"
+	}
+	return "other"
+}
+
+// embeddedAnswer finds an SLS answer the SDK printed into a client error's
+// text (an *sls.Error's or *sls.BadResponseError's JSON): its HTTP status
+// and error code.
+func embeddedAnswer(msg string) (httpCode int, code string, ok bool) {
+	m := answerCodeRE.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, "", false
+	}
+	httpCode, err := strconv.Atoi(m[1])
+	if err != nil || httpCode <= 0 {
+		return 0, "", false
+	}
+	if c := errorCodeRE.FindStringSubmatch(msg); c != nil {
+		code = c[1]
+	}
+	return httpCode, code, true
+}
+
+var (
+	answerCodeRE = regexp.MustCompile(`"(?:httpCode|HTTPCode)":\s*(-?\d+)`)
+	errorCodeRE  = regexp.MustCompile(`"errorCode":\s*"([^"]*)"`)
+)
 
 // Run consumes until ctx ends (nil). It heartbeats the consumer group
 // every HeartbeatInterval, reporting the shards it still works on, starts a
