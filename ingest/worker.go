@@ -37,8 +37,13 @@ type Worker struct {
 
 	mu     sync.Mutex
 	status workerStatus
-	kinds  map[int]string // shard → status ("readwrite"/"readonly") from ListShards
-	born   map[int]int64  // shard → creation time (unix seconds)
+	kinds  map[int]string    // shard → status ("readwrite"/"readonly") from ListShards
+	ranges map[int][2]string // shard → [inclusive begin, exclusive end) hash keys from ListShards
+	// first holds the shards of the first successful ListShards, made
+	// before any shard loop starts (nil until then): the shards that
+	// existed when this worker started. One missing from it was created
+	// while the worker ran.
+	first map[int]bool
 }
 
 type workerStats struct {
@@ -176,7 +181,7 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 		client: c,
 		slots:  make(chan struct{}, maxHeldPulls),
 		kinds:  map[int]string{},
-		born:   map[int]int64{},
+		ranges: map[int][2]string{},
 	}
 	w.status.errors = map[string]int64{}
 	for _, k := range ErrorClasses {
@@ -509,9 +514,15 @@ func (w *Worker) refreshShards() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.first == nil {
+		w.first = make(map[int]bool, len(shards))
+		for _, sh := range shards {
+			w.first[sh.ShardID] = true
+		}
+	}
 	for _, sh := range shards {
 		w.kinds[sh.ShardID] = strings.ToLower(sh.Status)
-		w.born[sh.ShardID] = int64(sh.CreateTime)
+		w.ranges[sh.ShardID] = [2]string{sh.InclusiveBeginKey, sh.ExclusiveBeginKey}
 		if st := w.status.shards[sh.ShardID]; st != nil {
 			st.ReadOnly = w.kinds[sh.ShardID] == "readonly"
 		}
@@ -524,14 +535,47 @@ func (w *Worker) readOnly(shard int) bool {
 	return w.kinds[shard] == "readonly"
 }
 
-// createdAfterStart reports whether shard appeared while this worker ran
-// (a split or merge child): such a shard is read from its beginning
-// whatever the start position, or its first logs would be skipped.
-func (w *Worker) createdAfterStart(shard int) bool {
+// createdWhileRunning reports whether shard appeared after this worker's
+// first shard listing (a split or merge child): such a shard is read from
+// its beginning whatever the start position, or its first logs would be
+// skipped. Shards are told apart by that listing, not by their creation
+// time: SLS's clock is not this host's, and a logstore created in the
+// second the relay starts would count as new.
+func (w *Worker) createdWhileRunning(shard int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t, ok := w.born[shard]
-	return ok && t >= w.started.Unix()
+	return w.first != nil && !w.first[shard]
+}
+
+// parentConsumed reports whether a read-only shard whose key range overlaps
+// shard's (its split or merge parent) has a checkpoint, in the group or
+// locally: the group has read the parent, so the child continues that
+// stream and is read from its beginning (a split or merge while no relay
+// ran). On a logstore the group never read, no parent has one.
+func (w *Worker) parentConsumed(shard int, remote []*sls.ConsumerGroupCheckPoint, local map[int]checkpoint.Cursor) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r, ok := w.ranges[shard]
+	if !ok {
+		return false
+	}
+	consumed := map[int]bool{}
+	for _, cp := range remote {
+		if cp.CheckPoint != "" {
+			consumed[cp.ShardID] = true
+		}
+	}
+	for id, c := range local {
+		if c.Cursor != "" {
+			consumed[id] = true
+		}
+	}
+	for id, pr := range w.ranges {
+		if id != shard && w.kinds[id] == "readonly" && consumed[id] && pr[0] < r[1] && r[0] < pr[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // shardRun is one held shard's loop.
@@ -912,7 +956,7 @@ func (l *shardLoop) tryStart() (startPoint, error) {
 	sp := startPoint{maxTime: loc.MaxTime}
 	switch {
 	case remote == nil && loc.Cursor == "":
-		c, err := w.initialCursor(shard)
+		c, err := w.initialCursor(shard, cps, local)
 		if err != nil {
 			return startPoint{}, err
 		}
@@ -937,8 +981,11 @@ func (l *shardLoop) tryStart() (startPoint, error) {
 	return sp, nil
 }
 
-// initialCursor is where a shard no one has consumed begins.
-func (w *Worker) initialCursor(shard int) (string, error) {
+// initialCursor is where a shard no one has consumed begins: the start
+// position for the shards the group has not read yet (every shard of a
+// logstore on the group's first start), its beginning for a shard created
+// from ones the group reads (a split or merge child).
+func (w *Worker) initialCursor(shard int, remote []*sls.ConsumerGroupCheckPoint, local map[int]checkpoint.Cursor) (string, error) {
 	from := "begin"
 	switch w.src.Start.Position {
 	case "end":
@@ -946,7 +993,7 @@ func (w *Worker) initialCursor(shard int) (string, error) {
 	case "time":
 		from = strconv.FormatInt(w.src.Start.Time.Unix(), 10)
 	}
-	if from != "begin" && w.createdAfterStart(shard) {
+	if from != "begin" && (w.createdWhileRunning(shard) || w.parentConsumed(shard, remote, local)) {
 		from = "begin"
 	}
 	c, err := w.client.GetCursor(w.src.Project, w.src.Logstore, shard, from)
