@@ -21,7 +21,7 @@ CHAOS_REPORT ?= docs/RELIABILITY.md
 # its row.
 CHAOS_ROWS ?= docs/reliability
 
-.PHONY: all build build-failpoints test test-alerts chaos chaos-short demo bench bench-micro fuzz lint clean
+.PHONY: all build build-failpoints test test-alerts chaos chaos-short demo bench bench-micro fuzz lint vulncheck clean image release third-party
 
 all: build
 
@@ -40,7 +40,11 @@ build-failpoints:
 CHAOS_SHORT ?= 1
 test: build $(if $(CHAOS_SHORT),build-failpoints) test-alerts
 	$(GO) vet $(PKGS)
+	$(GO) -C bench vet ./...
+	$(GO) -C deploy vet ./...
 	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -timeout $(TIMEOUT) $(if $(CPU),-cpu $(CPU)) -skip '^TestChaos_' $(PKGS)
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) -C bench test $(RACE) -timeout $(TIMEOUT) ./...
+	SLSRELAY_BIN=$(CURDIR)/$(BIN) $(GO) -C deploy test -timeout $(TIMEOUT) ./...
 	$(if $(CHAOS_SHORT),SLSRELAY_BIN=$(CURDIR)/$(BIN) SLSRELAY_FAILPOINT_BIN=$(CURDIR)/$(FPBIN) $(GO) test -count=1 -timeout $(TIMEOUT) -run '^TestChaos_' ./cmd/slsrelay)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORTFUZZ)
 
@@ -68,12 +72,13 @@ chaos: build-failpoints
 demo: build
 	./$(BIN) demo
 
-# The seven benchmarks of docs/PERFORMANCE.md (cmd/slsbench, a tool of its
-# own, not in the relay binary): rewrites the report and its plot and prints
-# the summary line last. BENCH_FLAGS adds flags, e.g. '-runs 1 -only e2e'.
+# The seven benchmarks of docs/PERFORMANCE.md (bench/cmd/slsbench, a module
+# of its own so that its plotting dependencies stay out of the relay's):
+# rewrites the report and its plot and prints the summary line last.
+# BENCH_FLAGS adds flags, e.g. '-runs 1 -only e2e'.
 BENCH_FLAGS ?=
 bench: build
-	$(GO) build -o bin/slsbench ./cmd/slsbench
+	$(GO) -C bench build -o $(CURDIR)/bin/slsbench ./cmd/slsbench
 	bin/slsbench -relay $(CURDIR)/$(BIN) -runs 3 -events 1000000 -report docs/PERFORMANCE.md $(BENCH_FLAGS)
 
 # The packages' go test -bench micro-benchmarks.
@@ -92,7 +97,55 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) -C bench vet ./...
+	$(GO) -C deploy vet ./...
+	$(GO) mod tidy -diff
+	$(GO) -C bench mod tidy -diff
+	$(GO) -C deploy mod tidy -diff
 	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+	@if command -v hadolint >/dev/null; then hadolint Dockerfile; else echo "hadolint not installed; skipped (deploy/ TestDockerfile checks the image's rules)"; fi
+
+# Known vulnerabilities in the code paths the relay calls. Not part of lint:
+# govulncheck needs its vulnerability database from the network
+# (GOVULNDB, default vuln.go.dev), which not every build machine reaches.
+GOVULNCHECK ?= $(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0
+vulncheck:
+	$(GOVULNCHECK) ./...
+
+# docs/THIRD_PARTY.md, the licences of every module compiled into the
+# relay, regenerated from the module graph (deploy/thirdparty_test.go; the
+# same test fails in make test when the committed file is stale).
+third-party:
+	$(GO) -C deploy test -count=1 -run '^TestThirdPartyLicences$$' . -update
+
+# The container image (Dockerfile). CONTAINER=podman works too.
+CONTAINER ?= docker
+IMAGE     ?= slsrelay:$(VERSION)
+image:
+	$(CONTAINER) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
+
+# Release archives in dist/: slsrelay_<version>_linux_<arch>.tar.gz with the
+# static binary (version, commit and date stamped in), LICENSE, README,
+# docs/THIRD_PARTY.md and the systemd unit; a CycloneDX SBOM of each binary;
+# SHA256SUMS over all of them. Reproducible: -trimpath, the commit's date
+# (also the SBOM's timestamp), sorted tar entries with fixed owners and
+# times, gzip without a time stamp.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+DIST      ?= dist
+CYCLONEDX ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+release:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; name=slsrelay_$(VERSION)_$${os}_$${arch}; dir=$(DIST)/$$name; \
+	  echo "release $$name"; mkdir -p $$dir; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$dir/slsrelay ./cmd/slsrelay; \
+	  cp LICENSE README.md docs/THIRD_PARTY.md deploy/systemd/slsrelay.service $$dir/; \
+	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime='$(DATE)' -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; \
+	  $(CYCLONEDX) bin -json -noserial -version $(VERSION) -output $(DIST)/$$name.cdx.json $$dir/slsrelay; \
+	  sed -i '0,/"timestamp": "[^"]*"/s//"timestamp": "$(DATE)"/' $(DIST)/$$name.cdx.json; \
+	  rm -rf $$dir; \
+	done
+	cd $(DIST) && sha256sum *.tar.gz *.cdx.json > SHA256SUMS && cat SHA256SUMS
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

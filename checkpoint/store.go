@@ -42,7 +42,7 @@ const (
 	// time>, logs at error level with both paths, and starts with an empty
 	// store. Safe: with no local cursor, ingest resumes from the SLS
 	// consumer-group checkpoint, which never runs ahead of the local one
-	// (DESIGN invariant 1), so the cost is duplicates, not loss. Recorded
+	// (docs/DESIGN.md, invariant 1), so the cost is duplicates, not loss. Recorded
 	// gaps are lost with the file; they were also logged when recorded.
 	CorruptMoveAside
 )
@@ -100,7 +100,7 @@ type Cursor struct {
 	Updated time.Time
 }
 
-// Gap is a range of logs known lost (DESIGN invariant 6), e.g. because a
+// Gap is a range of logs known lost (docs/DESIGN.md, invariant 6), e.g. because a
 // checkpoint aged out of the logstore's retention while the relay was down.
 type Gap struct {
 	Key      ShardKey

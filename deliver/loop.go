@@ -209,8 +209,9 @@ func (l *Loop) setState(state, reason string) {
 // Run delivers until ctx ends (then it returns nil once the send in
 // flight is confirmed, within StopGrace, or else leaving that record unacked
 // in the queue: delivery is at least once) or until the queue fails (Peek,
-// Ack or DeadLetter errors are returned: continuing could lose data). Run
-// must not be called twice at once.
+// Ack or DeadLetter errors other than a full dead-letter queue, which
+// pauses the sink until it takes the entry, are returned: continuing could
+// lose data). Run must not be called twice at once.
 func (l *Loop) Run(ctx context.Context) error {
 	sendCtx, cancel := l.afterGrace(ctx, l.opts.StopGrace)
 	defer cancel()
@@ -271,8 +272,8 @@ const stopPoll = 50 * time.Millisecond
 func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 	evs, err := decodeInto(rec, &l.decoded)
 	if err != nil {
-		if err := l.q.DeadLetter(rec, ReasonDecode+": "+err.Error()); err != nil {
-			return fmt.Errorf("dead-letter record %d: %w", rec.Seq, err)
+		if err := l.storeDeadLetter(ctx, rec, ReasonDecode+": "+err.Error()); err != nil {
+			return err
 		}
 		l.deadLettered(rec, ReasonDecode, rec.Count, err)
 		return l.ack(rec, 0)
@@ -311,7 +312,7 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 			if i >= 0 {
 				bad = rest[i : i+1]
 			}
-			if err := l.deadLetter(rec, evs, bad, err); err != nil {
+			if err := l.deadLetter(ctx, rec, evs, bad, err); err != nil {
 				return err
 			}
 			if i < 0 {
@@ -357,7 +358,7 @@ func (l *Loop) ack(rec *spool.Record, events int) error {
 
 // deadLetter stores bad (a sub-slice of all, the record's events) with the
 // reason; the whole original record when bad is all of it.
-func (l *Loop) deadLetter(rec *spool.Record, all, bad []Event, cause error) error {
+func (l *Loop) deadLetter(ctx context.Context, rec *spool.Record, all, bad []Event, cause error) error {
 	dl := rec
 	if len(bad) != len(all) {
 		var err error
@@ -366,11 +367,39 @@ func (l *Loop) deadLetter(rec *spool.Record, all, bad []Event, cause error) erro
 		}
 	}
 	reason := ReasonRejected + " by " + l.sink.Name() + ": " + cause.Error()
-	if err := l.q.DeadLetter(dl, reason); err != nil {
-		return fmt.Errorf("dead-letter record %d: %w", rec.Seq, err)
+	if err := l.storeDeadLetter(ctx, dl, reason); err != nil {
+		return err
 	}
 	l.deadLettered(rec, ReasonRejected, len(bad), cause)
 	return nil
+}
+
+// storeDeadLetter stores r in the dead-letter queue. While the queue is at
+// its budget or its filesystem at the floor (spool.ErrDeadLetterFull) the
+// sink is paused and the store retried with backoff until it succeeds or
+// ctx ends: the record stays in the spool, unacknowledged, and the records
+// behind it wait (order is kept, nothing is dropped). Any other error is
+// returned: the queue is failing and continuing could lose data.
+func (l *Loop) storeDeadLetter(ctx context.Context, r *spool.Record, reason string) error {
+	for attempt := 0; ; attempt++ {
+		err := l.q.DeadLetter(r, reason)
+		if err == nil {
+			if attempt > 0 {
+				l.resume()
+				l.setState(StateDelivering, "")
+			}
+			return nil
+		}
+		if !errors.Is(err, spool.ErrDeadLetterFull) {
+			return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
+		}
+		l.pauseWith(err, "sink paused: the dead-letter queue is full (dead_letter_max_bytes or the disk floor); "+
+			"the rejected record stays in the spool and the records behind it wait; free dead-letter space "+
+			"(spool dump, then requeue or remove the entries) or raise the budget")
+		if err := sleepCtx(ctx, l.opts.Retry.Backoff(attempt)); err != nil {
+			return err
+		}
+	}
 }
 
 func (l *Loop) deadLettered(rec *spool.Record, reason string, events int, cause error) {
@@ -425,6 +454,12 @@ func (l *Loop) success() {
 }
 
 func (l *Loop) pause(err error) {
+	l.pauseWith(err, "sink paused: the SIEM (or a proxy before it) refuses the request as configured; keeping data and retrying")
+}
+
+// pauseWith marks the sink paused because of err and logs msg, at most once
+// per PauseLogEvery.
+func (l *Loop) pauseWith(err error, msg string) {
 	l.mu.Lock()
 	was, since := l.stats.Paused, l.stats.PausedSince
 	if !was {
@@ -441,7 +476,7 @@ func (l *Loop) pause(err error) {
 		}
 	}
 	if ok, _ := l.pauseLog.allow(); ok {
-		l.log.Error("sink paused: the SIEM refuses our configuration; keeping data and retrying",
+		l.log.Error(msg,
 			slog.Duration("paused_for", time.Since(since).Round(time.Second)), slog.String(attrErr, err.Error()))
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // handleGap deals with a shard whose cursor has aged out of the logstore's
-// retention (DESIGN.md invariant 6): it names the lost range as exactly as
+// retention (docs/DESIGN.md, invariant 6): it names the lost range as exactly as
 // SLS allows, records it durably, and returns the oldest position the
 // shard still holds, from which the loop resumes. Naming the range never
 // fails: what cannot be dated is recorded as unknown and said so, so there

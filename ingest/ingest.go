@@ -7,7 +7,7 @@
 //	    is released)
 //
 // so that the SLS consumer-group checkpoint never passes a log group that is
-// not fsynced into every spool (DESIGN.md invariant 1). While a spool is full
+// not fsynced into every spool (docs/DESIGN.md, invariant 1). While a spool is full
 // Put blocks and that shard stops pulling: SLS retention is the last buffer.
 //
 // # The consumer-group protocol

@@ -16,7 +16,7 @@ import (
 
 // chaosRow is one scenario's line in docs/RELIABILITY.md.
 type chaosRow struct {
-	ID      int    // the scenario's number in issue 5
+	ID      int    // the scenario's number in docs/RELIABILITY.md
 	Name    string // short title
 	Test    string // the Go test that runs it
 	Load    string

@@ -23,7 +23,7 @@ import (
 	"slsrelay/spool"
 )
 
-// The fault campaign (issue 5). Each TestChaos_* scenario runs the built
+// The fault campaign (docs/RELIABILITY.md). Each TestChaos_* scenario runs the built
 // binary (compiled with -tags failpoints) as a subprocess against the
 // in-process SLS emulator and HEC receiver, breaks something on purpose and
 // reconciles by event id: ids written to SLS against ids the SIEM received

@@ -11,7 +11,7 @@ import (
 	"slsrelay/deliver/hectest"
 )
 
-// TestRelay_AgedOutCheckpoint is DESIGN.md invariant 6: logs that expire in
+// TestRelay_AgedOutCheckpoint is invariant 6 of docs/DESIGN.md: logs that expire in
 // SLS while the relay is down are reported as a named gap (logs and the
 // checkpoint database), and the relay resumes at the oldest data held instead
 // of retrying the dead cursor for ever.

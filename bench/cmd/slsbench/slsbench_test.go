@@ -22,7 +22,12 @@ func TestSlsbench_Smoke(t *testing.T) {
 	bin := os.Getenv("SLSRELAY_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "slsrelay")
-		if out, err := exec.Command("go", "build", "-o", bin, "../slsrelay").CombinedOutput(); err != nil {
+		// The relay is its own module, three directories up (slsbench is a
+		// module of its own so that its plotting dependencies stay out of
+		// the relay's module graph).
+		build := exec.Command("go", "build", "-o", bin, "./cmd/slsrelay")
+		build.Dir = "../../.."
+		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build slsrelay: %v\n%s", err, out)
 		}
 	}
@@ -32,7 +37,7 @@ func TestSlsbench_Smoke(t *testing.T) {
 	}
 	root := os.Getenv("SYSLOG_NG_ROOT")
 	if root == "" {
-		root = "../../.cache/syslog-ng/root"
+		root = "../../../.cache/syslog-ng/root"
 	}
 	// The peer benchmark unpacks syslog-ng-mod-http itself when the core
 	// is there; without the core (no .ci/run) it is skipped here.

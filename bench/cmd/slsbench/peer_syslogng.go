@@ -81,9 +81,10 @@ var (
 		"libnet.so.1": "libnet1", "libpcre.so.3": "libpcre3", "libwrap.so.0": "libwrap0"}
 )
 
-// syslogNGRoot is -syslog-ng-root, else $SYSLOG_NG_ROOT, else
-// .cache/syslog-ng/root in the module's root (found from the working
-// directory upwards), else relative to the working directory.
+// syslogNGRoot is -syslog-ng-root, else $SYSLOG_NG_ROOT, else the first
+// .cache/syslog-ng/root found from the working directory upwards (.ci/run
+// unpacks it in the relay's module root, one level above bench/), else
+// relative to the working directory.
 func (b *bench) syslogNGRoot() string {
 	if b.opts.syslogNGRoot != "" {
 		return b.opts.syslogNGRoot
@@ -93,7 +94,7 @@ func (b *bench) syslogNGRoot() string {
 	}
 	dir, _ := os.Getwd()
 	for d := dir; d != "/" && d != "." && d != ""; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, ".cache", "syslog-ng", "root")); err == nil {
 			return filepath.Join(d, ".cache", "syslog-ng", "root")
 		}
 	}

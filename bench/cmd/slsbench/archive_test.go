@@ -24,7 +24,9 @@ func TestSlsbench_Archive(t *testing.T) {
 	bin := os.Getenv("SLSRELAY_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "slsrelay")
-		if out, err := exec.Command("go", "build", "-o", bin, "../slsrelay").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", bin, "./cmd/slsrelay")
+		build.Dir = "../../.." // the relay's module
+		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build slsrelay: %v\n%s", err, out)
 		}
 	}

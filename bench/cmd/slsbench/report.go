@@ -72,7 +72,7 @@ const (
 	notMeasured       = "n/a"
 	summaryPrefix     = "bench: "
 	reportTitle       = "# slsrelay performance"
-	reportGeneratedBy = "cmd/slsbench"
+	reportGeneratedBy = "bench/cmd/slsbench"
 )
 
 func (r *report) e2eRate() float64 {
@@ -561,7 +561,7 @@ func (r *report) renderPeer(p printer) {
 	}
 	p("syslog-ng (Debian's `syslog-ng-core` and `syslog-ng-mod-http`, unpacked, not installed) reads the same")
 	p("workload as ~1 KB JSON lines over TCP and forwards them with `http()` and `disk-buffer(reliable(yes))` to")
-	p("the same HEC receiver (ack off). See `cmd/slsbench/peer_syslogng.go` for its configuration.")
+	p("the same HEC receiver (ack off). See `bench/cmd/slsbench/peer_syslogng.go` for its configuration.")
 	p("")
 	p("The input is the end-to-end workload's logs (the same generators, so the same event ids), one JSON object of")
 	p("a log's contents per line (what the relay's HEC events carry as `event`), fed at full speed from files over")
