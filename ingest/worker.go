@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +37,13 @@ type Worker struct {
 
 	mu     sync.Mutex
 	status workerStatus
-	kinds  map[int]string // shard → status ("readwrite"/"readonly") from ListShards
-	born   map[int]int64  // shard → creation time (unix seconds)
+	kinds  map[int]string    // shard → status ("readwrite"/"readonly") from ListShards
+	ranges map[int][2]string // shard → [inclusive begin, exclusive end) hash keys from ListShards
+	// first holds the shards of the first successful ListShards, made
+	// before any shard loop starts (nil until then): the shards that
+	// existed when this worker started. One missing from it was created
+	// while the worker ran.
+	first map[int]bool
 }
 
 type workerStats struct {
@@ -175,7 +181,7 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 		client: c,
 		slots:  make(chan struct{}, maxHeldPulls),
 		kinds:  map[int]string{},
-		born:   map[int]int64{},
+		ranges: map[int][2]string{},
 	}
 	w.status.errors = map[string]int64{}
 	for _, k := range ErrorClasses {
@@ -245,46 +251,91 @@ func (w *Worker) gapCodes() []string {
 }
 
 // classify sorts an SLS error into one of ErrorClasses.
+//
+// The SDK hands a request that got no SLS answer back as a client error:
+// an *sls.Error with httpCode -1 and code "ClientError" whose message is
+// the only trace of the cause (the transport's error text: dial, DNS, TLS,
+// reset, timeout). When the SDK retried (reads on a transport error or a
+// 5xx, writes on 500/502/503) until its retry time ran out, the message is
+// "stopped retrying err: <last error>: context deadline exceeded", the
+// last error being either the transport's text or the last SLS answer as
+// JSON; an answer found there is classified as that answer.
 func classify(err error, gapCodes []string) string {
 	var se *sls.Error
-	if errors.As(err, &se) {
-		switch {
-		case slices.Contains(gapCodes, se.Code):
-			return "cursor_expired"
-		case se.HTTPCode == 401 || se.HTTPCode == 403 || strings.Contains(se.Code, "Unauthorized") ||
-			strings.Contains(se.Code, "Signature") || strings.Contains(se.Code, "AccessKey"):
-			return "auth"
-		case se.HTTPCode == 429 || strings.Contains(se.Code, "Quota") || strings.Contains(se.Code, "Throttl"):
-			return "throttled"
-		case se.HTTPCode >= 500:
-			return "server"
-		}
-		return "other"
+	if errors.As(err, &se) && se.HTTPCode > 0 {
+		return classifyAnswer(int(se.HTTPCode), se.Code, gapCodes)
 	}
 	var be *sls.BadResponseError
-	if errors.As(err, &be) {
-		switch {
-		case be.HTTPCode == 401 || be.HTTPCode == 403:
-			return "auth"
-		case be.HTTPCode == 429:
-			return "throttled"
-		case be.HTTPCode >= 500:
-			return "server"
-		}
-		return "other"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return "unreachable"
+	if errors.As(err, &be) && be.HTTPCode > 0 {
+		return classifyAnswer(be.HTTPCode, "", gapCodes)
 	}
 	msg := err.Error()
-	for _, s := range []string{"dial", "timeout", "connection", "no such host", "tls:", "EOF"} {
+	if se != nil {
+		msg = se.Message
+	}
+	if code, ecode, ok := embeddedAnswer(msg); ok {
+		return classifyAnswer(code, ecode, gapCodes)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return "unreachable"
+	}
+	for _, s := range unreachableText {
 		if strings.Contains(msg, s) {
 			return "unreachable"
 		}
 	}
 	return "other"
 }
+
+// unreachableText are parts of the transport errors (net, net/http,
+// crypto/tls, crypto/x509) of a request that got no SLS answer.
+var unreachableText = []string{
+	"dial ", "lookup ", "no such host", "connection refused", "connection reset", "broken pipe",
+	"network is unreachable", "no route to host", "timeout", "deadline exceeded", "tls:", "x509:",
+	"certificate", "EOF", "server closed", "connection",
+}
+
+// classifyAnswer classifies an SLS answer by its HTTP status and error code.
+// Quota and throttling come before auth: SLS answers an exceeded quota
+// with 403 (ReadQuotaExceed, WriteQuotaExceed, ProjectQuotaExceed).
+func classifyAnswer(httpCode int, code string, gapCodes []string) string {
+	switch {
+	case code != "" && slices.Contains(gapCodes, code):
+		return "cursor_expired"
+	case httpCode == 429 || strings.Contains(code, "Quota") || strings.Contains(code, "Throttl"):
+		return "throttled"
+	case httpCode == 401 || httpCode == 403 || strings.Contains(code, "Unauthorized") ||
+		strings.Contains(code, "Signature") || strings.Contains(code, "AccessKey"):
+		return "auth"
+	case httpCode >= 500:
+		return "server"
+	}
+	return "other"
+}
+
+// embeddedAnswer finds an SLS answer the SDK printed into a client error's
+// text (an *sls.Error's or *sls.BadResponseError's JSON): its HTTP status
+// and error code.
+func embeddedAnswer(msg string) (httpCode int, code string, ok bool) {
+	m := answerCodeRE.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, "", false
+	}
+	httpCode, err := strconv.Atoi(m[1])
+	if err != nil || httpCode <= 0 {
+		return 0, "", false
+	}
+	if c := errorCodeRE.FindStringSubmatch(msg); c != nil {
+		code = c[1]
+	}
+	return httpCode, code, true
+}
+
+var (
+	answerCodeRE = regexp.MustCompile(`"(?:httpCode|HTTPCode)":\s*(-?\d+)`)
+	errorCodeRE  = regexp.MustCompile(`"errorCode":\s*"([^"]*)"`)
+)
 
 // Run consumes until ctx ends (nil). It heartbeats the consumer group
 // every HeartbeatInterval, reporting the shards it still works on, starts a
@@ -463,9 +514,15 @@ func (w *Worker) refreshShards() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.first == nil {
+		w.first = make(map[int]bool, len(shards))
+		for _, sh := range shards {
+			w.first[sh.ShardID] = true
+		}
+	}
 	for _, sh := range shards {
 		w.kinds[sh.ShardID] = strings.ToLower(sh.Status)
-		w.born[sh.ShardID] = int64(sh.CreateTime)
+		w.ranges[sh.ShardID] = [2]string{sh.InclusiveBeginKey, sh.ExclusiveBeginKey}
 		if st := w.status.shards[sh.ShardID]; st != nil {
 			st.ReadOnly = w.kinds[sh.ShardID] == "readonly"
 		}
@@ -478,14 +535,47 @@ func (w *Worker) readOnly(shard int) bool {
 	return w.kinds[shard] == "readonly"
 }
 
-// createdAfterStart reports whether shard appeared while this worker ran
-// (a split or merge child): such a shard is read from its beginning
-// whatever the start position, or its first logs would be skipped.
-func (w *Worker) createdAfterStart(shard int) bool {
+// createdWhileRunning reports whether shard appeared after this worker's
+// first shard listing (a split or merge child): such a shard is read from
+// its beginning whatever the start position, or its first logs would be
+// skipped. Shards are told apart by that listing, not by their creation
+// time: SLS's clock is not this host's, and a logstore created in the
+// second the relay starts would count as new.
+func (w *Worker) createdWhileRunning(shard int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t, ok := w.born[shard]
-	return ok && t >= w.started.Unix()
+	return w.first != nil && !w.first[shard]
+}
+
+// parentConsumed reports whether a read-only shard whose key range overlaps
+// shard's (its split or merge parent) has a checkpoint, in the group or
+// locally: the group has read the parent, so the child continues that
+// stream and is read from its beginning (a split or merge while no relay
+// ran). On a logstore the group never read, no parent has one.
+func (w *Worker) parentConsumed(shard int, remote []*sls.ConsumerGroupCheckPoint, local map[int]checkpoint.Cursor) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r, ok := w.ranges[shard]
+	if !ok {
+		return false
+	}
+	consumed := map[int]bool{}
+	for _, cp := range remote {
+		if cp.CheckPoint != "" {
+			consumed[cp.ShardID] = true
+		}
+	}
+	for id, c := range local {
+		if c.Cursor != "" {
+			consumed[id] = true
+		}
+	}
+	for id, pr := range w.ranges {
+		if id != shard && w.kinds[id] == "readonly" && consumed[id] && pr[0] < r[1] && r[0] < pr[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // shardRun is one held shard's loop.
@@ -866,7 +956,7 @@ func (l *shardLoop) tryStart() (startPoint, error) {
 	sp := startPoint{maxTime: loc.MaxTime}
 	switch {
 	case remote == nil && loc.Cursor == "":
-		c, err := w.initialCursor(shard)
+		c, err := w.initialCursor(shard, cps, local)
 		if err != nil {
 			return startPoint{}, err
 		}
@@ -891,8 +981,11 @@ func (l *shardLoop) tryStart() (startPoint, error) {
 	return sp, nil
 }
 
-// initialCursor is where a shard no one has consumed begins.
-func (w *Worker) initialCursor(shard int) (string, error) {
+// initialCursor is where a shard no one has consumed begins: the start
+// position for the shards the group has not read yet (every shard of a
+// logstore on the group's first start), its beginning for a shard created
+// from ones the group reads (a split or merge child).
+func (w *Worker) initialCursor(shard int, remote []*sls.ConsumerGroupCheckPoint, local map[int]checkpoint.Cursor) (string, error) {
 	from := "begin"
 	switch w.src.Start.Position {
 	case "end":
@@ -900,7 +993,7 @@ func (w *Worker) initialCursor(shard int) (string, error) {
 	case "time":
 		from = strconv.FormatInt(w.src.Start.Time.Unix(), 10)
 	}
-	if from != "begin" && w.createdAfterStart(shard) {
+	if from != "begin" && (w.createdWhileRunning(shard) || w.parentConsumed(shard, remote, local)) {
 		from = "begin"
 	}
 	c, err := w.client.GetCursor(w.src.Project, w.src.Logstore, shard, from)

@@ -33,12 +33,6 @@ func slsTransition(t *testing.T, tweak func(*Config), class string) {
 		return len(st.Sources) == 1 && st.Sources[0].State != StateDelivering && st.Sources[0].LastErrorClass != ""
 	})
 	s := st.Sources[0]
-	if class == "unreachable" && s.LastErrorClass == "other" && strings.Contains(s.LastError, "connection refused") {
-		// Known: ingest's classify takes the SDK's *sls.Error first, and the
-		// SDK wraps a failed dial as ClientError (httpCode -1), so it counts
-		// as "other". The health side is right; the class is ingest's.
-		t.Skipf("INGEST CLASSIFIES A REFUSED CONNECTION AS %q, NOT %q (SDK ClientError, httpCode -1): fix ingest's classify; status: %s", s.LastErrorClass, class, s.Reason)
-	}
 	if s.LastErrorClass != class {
 		t.Fatalf("source error class %q, want %q: %+v", s.LastErrorClass, class, s)
 	}

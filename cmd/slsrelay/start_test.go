@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	sls "github.com/aliyun/aliyun-log-go-sdk"
+
 	"slsrelay/deliver/hectest"
 )
 
@@ -40,6 +42,20 @@ func TestRelay_StartEndAndQuery(t *testing.T) {
 	waitFor(t, 10*time.Second, "every fresh pull checkpointed", func() bool { return worker.Stats().Logs >= int64(want) })
 	if err := rr.stop(); err != nil {
 		t.Fatal(err)
+	}
+	// The filtered-out logs moved the checkpoint too: every shard's group
+	// checkpoint is its end, nothing left to re-read.
+	c := sls.CreateNormalInterface(w.sls.Endpoint(), testAKID, testAKSecret, "").(*sls.Client)
+	c.SetHTTPClient(w.sls.HTTPClient())
+	cps := w.sls.Checkpoints(testProject, testLogstore, DefaultConsumerGroup)
+	for shard := range shards {
+		end, err := c.GetCursor(testProject, testLogstore, shard, "end")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cps[shard] != end {
+			t.Errorf("shard %d: group checkpoint %q, want its end %q (filtered-out logs must move it)", shard, cps[shard], end)
+		}
 	}
 	u, d, byID := received(w.hec)
 	if u != want || d != 0 {
