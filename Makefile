@@ -2,7 +2,7 @@
 GO        ?= go
 PKGS      ?= ./...
 RACE      ?= -race
-TIMEOUT   ?= 12m
+TIMEOUT   ?= 20m
 CPU       ?=
 FUZZTIME  ?= 30s
 SHORTFUZZ ?= 3s
