@@ -45,8 +45,9 @@ type ShardReader struct {
 	// MaxGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxGroups int
 	// FetchInterval is how long a caught-up shard waits before it is
-	// pulled again; default 200ms. A pull that returned data is followed
-	// at once by the next.
+	// pulled again; default 200ms. A shard is caught up when a pull found
+	// no data, or returned everything up to the shard's end at that moment
+	// (see Pull.CaughtUp); any other pull is followed at once by the next.
 	FetchInterval time.Duration
 	// StopAtEnd makes Read return once a pull finds no more data (a
 	// read-only shard read to its end, or a range up to now).
@@ -89,6 +90,23 @@ type Pull struct {
 
 // AtEnd reports whether the pull found no more data.
 func (p Pull) AtEnd() bool { return p.Next == p.Cursor }
+
+// shortPullBytes is the size under which an answer with fewer log groups
+// than asked for can only mean that SLS ran out of data: it cuts an answer
+// short otherwise only at its size cap (megabytes; 10 MiB in the emulator).
+const shortPullBytes = 1 << 20
+
+// CaughtUp reports whether the pull, asking for at most maxGroups groups,
+// read everything the shard held when SLS answered: it found no data, or
+// fewer groups than asked for in an answer well under SLS's size cap.
+// Pulling such a shard again at once only fetches what arrived in the
+// round trip (a log group or two), and every such pull becomes one small
+// spool record that delivery pays a full round trip and an fsync for: under
+// a steady live load the records queue up before the sink. A caught-up
+// shard waits FetchInterval instead, so a pull carries what arrived in it.
+func (p Pull) CaughtUp(maxGroups int) bool {
+	return p.AtEnd() || (p.Groups < maxGroups && p.Bytes < shortPullBytes)
+}
 
 // CursorExpiredError is returned by Read when SLS answers that the cursor
 // points into data that has aged out of the logstore's retention.
@@ -156,10 +174,10 @@ func (r *ShardReader) Read(ctx context.Context, from, to string) (string, error)
 			}
 		}
 		delay = 0
-		if p.AtEnd() {
-			if r.StopAtEnd {
-				return cursor, nil
-			}
+		if p.AtEnd() && r.StopAtEnd {
+			return cursor, nil
+		}
+		if p.CaughtUp(r.maxGroups()) {
 			delay = r.fetchInterval()
 		}
 	}

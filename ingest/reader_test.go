@@ -228,3 +228,55 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A pull that returned everything the shard held (fewer groups than asked
+// for, far under SLS's size cap) leaves the shard caught up: the next
+// request waits FetchInterval instead of going out at once for the one or
+// two groups that arrived in the round trip, which would make one tiny
+// spool record per round trip and queue them before the sink. A full pull
+// is followed at once.
+func TestShardReader_CaughtUpWaitsFetchInterval(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	c := newClient(s)
+	from, _ := c.GetCursor(project, logstore, 1, "begin")
+	g := slstest.NewGenerator(slstest.KindAudit, 9)
+	for range 5 {
+		if err := s.Append(project, logstore, 1, g.LogGroup(3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var pulls []ingest.Pull
+	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 1, MaxGroups: 2,
+		FetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}},
+		Fetched: func(p ingest.Pull) { mu.Lock(); pulls = append(pulls, p); mu.Unlock() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := r.Read(ctx, from, ""); done <- err }()
+	// 5 groups, 2 a pull: two full pulls followed at once, then a short one
+	// (1 group) after which the shard is caught up.
+	waitFor(t, 30*time.Second, "three pulls", func() bool { mu.Lock(); defer mu.Unlock(); return len(pulls) >= 3 })
+	// More data arrives; a reader that pulled again at once would fetch it
+	// now. Give it time to (a slow machine only makes this pass more
+	// surely: it cannot make a wait look like no wait).
+	if err := s.Append(project, logstore, 1, g.LogGroup(3)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read after cancel = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var groups []int
+	for _, p := range pulls {
+		groups = append(groups, p.Groups)
+	}
+	if len(pulls) != 3 || groups[0] != 2 || groups[1] != 2 || groups[2] != 1 {
+		t.Fatalf("pulls of %v groups; want [2 2 1] and then a wait of FetchInterval", groups)
+	}
+	if !pulls[2].CaughtUp(2) || pulls[1].CaughtUp(2) {
+		t.Errorf("CaughtUp: short pull %v, full pull %v; want true, false", pulls[2].CaughtUp(2), pulls[1].CaughtUp(2))
+	}
+}
