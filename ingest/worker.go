@@ -26,12 +26,11 @@ import (
 // group by heartbeats and runs one ShardReader per shard the group assigns
 // it (see the package documentation for the protocol).
 type Worker struct {
-	src     Source
-	opts    Options
-	log     *slog.Logger
-	client  sls.ClientInterface
-	slots   chan struct{} // pulls held in memory, shared by the shards
-	started time.Time
+	src    Source
+	opts   Options
+	log    *slog.Logger
+	client sls.ClientInterface
+	slots  chan struct{} // pulls held in memory, shared by the shards
 
 	stats workerStats
 
@@ -346,7 +345,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.ensureGroup(ctx); err != nil {
 		return nil // ctx ended
 	}
-	w.started = time.Now()
 	w.log.Info("consuming", slog.String("group", w.src.ConsumerGroup), slog.String("consumer", w.src.ConsumerName))
 	runs := map[int]*shardRun{}
 	done := make(chan *shardRun, 16)
