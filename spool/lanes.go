@@ -55,7 +55,7 @@ type Lanes struct {
 	head     *Record
 	headLane int
 	batch    []*Record // the last PeekBatch, head first
-	served   [2]int64 // events acked per lane since a lane was last empty
+	served   [2]int64  // events acked per lane since a lane was last empty
 }
 
 // OpenLanes opens the spool in dir as lane 0 and, when sealAfter > 0 or
