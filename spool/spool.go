@@ -107,7 +107,7 @@ type Spool struct {
 
 	// read-ahead (readahead.go): where Put wrote the frames not yet
 	// acknowledged (under mu), the records PeekBatch handed out behind the
-	// head, and its descriptor (delivery side)
+	// head, and its descriptor (delivery side, open only during PeekBatch)
 	idx    []framePos
 	idxOff int // idx[:idxOff] is stale (before the head)
 	ahead  []ahead
@@ -662,7 +662,6 @@ func (s *Spool) closeFiles() error {
 		keep(f.Close())
 		delete(s.fds, n)
 	}
-	s.closeReadAhead()
 	keep(s.state.close())
 	keep(s.dlq.close())
 	if s.lock != nil {
