@@ -2,6 +2,7 @@ package slstest
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -240,81 +241,63 @@ func (s *Server) LogCount(projectName, logstoreName string) (int64, error) {
 	return n, err
 }
 
-// Checkpoints returns a consumer group's checkpoints by shard; shards
-// without a checkpoint are absent. Nil if the group does not exist.
-func (s *Server) Checkpoints(projectName, logstoreName, group string) map[int]string {
+// readGroup calls f with a consumer group under its logstore's read lock
+// and returns what f returns; the zero T if the logstore or the group does
+// not exist.
+func readGroup[T any](s *Server, projectName, logstoreName, group string, f func(g *consumerGroup) T) T {
+	var zero T
 	ls, err := s.logstore(projectName, logstoreName)
 	if err != nil {
-		return nil
+		return zero
 	}
 	ls.mu.RLock()
 	defer ls.mu.RUnlock()
 	g, ok := ls.groups[group]
 	if !ok {
-		return nil
+		return zero
 	}
-	out := map[int]string{}
-	for id, cp := range g.checkpoints {
-		out[id] = cp.cursor
-	}
-	return out
+	return f(g)
+}
+
+// Checkpoints returns a consumer group's checkpoints by shard; shards
+// without a checkpoint are absent. Nil if the group does not exist.
+func (s *Server) Checkpoints(projectName, logstoreName, group string) map[int]string {
+	return readGroup(s, projectName, logstoreName, group, func(g *consumerGroup) map[int]string {
+		out := map[int]string{}
+		for id, cp := range g.checkpoints {
+			out[id] = cp.cursor
+		}
+		return out
+	})
 }
 
 // Assignments returns which consumer each shard is assigned to in a group.
 func (s *Server) Assignments(projectName, logstoreName, group string) map[int]string {
-	ls, err := s.logstore(projectName, logstoreName)
-	if err != nil {
-		return nil
-	}
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	g, ok := ls.groups[group]
-	if !ok {
-		return nil
-	}
-	out := map[int]string{}
-	for id, c := range g.owner {
-		out[id] = c
-	}
-	return out
+	return readGroup(s, projectName, logstoreName, group, func(g *consumerGroup) map[int]string {
+		return maps.Clone(g.owner)
+	})
 }
 
 // Held returns which consumer holds each shard of a group, as the consumers
 // said in their last heartbeats: a shard assigned to a consumer (see
 // Assignments) is held once the consumer was told and works on it.
 func (s *Server) Held(projectName, logstoreName, group string) map[int]string {
-	ls, err := s.logstore(projectName, logstoreName)
-	if err != nil {
-		return nil
-	}
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	g, ok := ls.groups[group]
-	if !ok {
-		return nil
-	}
-	out := map[int]string{}
-	for name, c := range g.consumers {
-		for id := range c.held {
-			out[id] = name
+	return readGroup(s, projectName, logstoreName, group, func(g *consumerGroup) map[int]string {
+		out := map[int]string{}
+		for name, c := range g.consumers {
+			for id := range c.held {
+				out[id] = name
+			}
 		}
-	}
-	return out
+		return out
+	})
 }
 
 // CheckpointUpdates returns every UpdateCheckpoint the group accepted, in
 // order, so that tests can check that no shard's checkpoint ever moved
 // backwards (CheckpointUpdate.Backwards). Nil if the group does not exist.
 func (s *Server) CheckpointUpdates(projectName, logstoreName, group string) []CheckpointUpdate {
-	ls, err := s.logstore(projectName, logstoreName)
-	if err != nil {
-		return nil
-	}
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	g, ok := ls.groups[group]
-	if !ok {
-		return nil
-	}
-	return append([]CheckpointUpdate(nil), g.updates...)
+	return readGroup(s, projectName, logstoreName, group, func(g *consumerGroup) []CheckpointUpdate {
+		return append([]CheckpointUpdate(nil), g.updates...)
+	})
 }
