@@ -214,12 +214,10 @@ func TestPeekBatch_CorruptFrameBehindHead(t *testing.T) {
 		frames = append(frames, s.mirrorPos())
 		s.Put(ictx(t), irec(i, 500))
 	}
-	path := segPath(dir, 0)
-	b, _ := os.ReadFile(path)
-	b[frames[3]+4+fixedHeaderBytes+20] ^= 0xff
-	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
-	f.WriteAt(b, 0)
-	f.Close()
+	editSegment(t, dir, 0, func(b []byte) []byte {
+		b[frames[3]+4+fixedHeaderBytes+20] ^= 0xff
+		return b
+	})
 	got, sizes := drainBatches(t, s, 8, 1<<20)
 	if fmt.Sprint(got) != "[0 1 2 4 5 6 7]" {
 		t.Fatalf("delivered %v", got)
