@@ -481,6 +481,7 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 
 // proc is one relay subprocess.
 type proc struct {
+	t       *testing.T
 	cmd     *exec.Cmd
 	started time.Time
 	done    chan struct{}
@@ -504,7 +505,7 @@ func startProc(t *testing.T, bin, cfg, log string, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log}
+	p := &proc{t: t, cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log}
 	go func() { _ = cmd.Wait(); p.state = cmd.ProcessState; close(p.done) }()
 	t.Cleanup(p.kill)
 	return p
@@ -532,17 +533,74 @@ func (p *proc) kill() {
 }
 
 // term sends SIGTERM and waits up to timeout; it returns how long the exit
-// took and whether it was clean (status 0).
+// took and whether it was clean (status 0). A stop that is not clean
+// explains itself in the test's log: the exit status and time, and what the
+// relay wrote from shortly before the signal on. A relay still running at
+// the timeout is sent SIGQUIT first, so that the Go runtime writes every
+// goroutine's stack into its log (it does not handle SIGQUIT), and only then
+// SIGKILL.
 func (p *proc) term(timeout time.Duration) (time.Duration, bool) {
 	t0 := time.Now()
+	from := logSize(p.log)
 	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return time.Since(t0), p.state.ExitCode() == 0
+		took := time.Since(t0)
+		if p.state.ExitCode() != 0 {
+			p.t.Logf("SIGTERM: the relay (pid %d) exited after %s with %v; its log from just before the signal:\n%s",
+				p.cmd.Process.Pid, took.Round(time.Millisecond), p.state, logSince(p.log, from, 20, stopLogLines))
+			return took, false
+		}
+		return took, true
 	case <-time.After(timeout):
+		_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
 		p.kill()
+		p.t.Logf("SIGTERM: the relay (pid %d) had not exited after %s (then SIGQUIT for its goroutine stacks, then SIGKILL: %v); its log from just before the SIGTERM:\n%s",
+			p.cmd.Process.Pid, timeout, p.state, logSince(p.log, from, 20, stopLogLines))
 		return time.Since(t0), false
 	}
+}
+
+// stopLogLines caps the log lines term prints after the signal (a goroutine
+// dump of the relay is a few hundred).
+const stopLogLines = 2000
+
+// logSize is the size of the file at path (0 if unreadable).
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logSince returns the last before lines of the file at path written before
+// offset from, and at most after lines written since (the first and last
+// halves when there are more).
+func logSince(path string, from int64, before, after int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	from = min(max(from, 0), int64(len(b)))
+	split := func(s string) []string {
+		s = strings.TrimRight(s, "\n")
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, "\n")
+	}
+	pre, post := split(string(b[:from])), split(string(b[from:]))
+	pre = pre[max(0, len(pre)-before):]
+	if len(post) > after {
+		n := len(post) - after
+		post = slices.Concat(post[:after/2], []string{fmt.Sprintf("… (%d lines left out) …", n)}, post[len(post)-after/2:])
+	}
+	return strings.Join(pre, "\n") + "\n--- signal sent here ---\n" + strings.Join(post, "\n")
 }
 
 // killedBySignal reports whether the process ended by SIGKILL.
