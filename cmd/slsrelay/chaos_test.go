@@ -487,6 +487,8 @@ type proc struct {
 	done    chan struct{}
 	state   *os.ProcessState
 	log     string
+	cfg     string
+	logFrom int64 // the log's size when the process started
 }
 
 // startProc runs `slsrelay run --config cfg` with extra environment
@@ -499,13 +501,14 @@ func startProc(t *testing.T, bin, cfg, log string, env ...string) *proc {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	from := logSize(log)
 	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log}
+	p := &proc{t: t, cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log, cfg: cfg, logFrom: from}
 	go func() { _ = cmd.Wait(); p.state = cmd.ProcessState; close(p.done) }()
 	t.Cleanup(p.kill)
 	return p
@@ -520,29 +523,59 @@ func (p *proc) exited() bool {
 	}
 }
 
-// kill sends SIGKILL by PID and reaps the process.
+// kill sends SIGKILL and reaps the process. Signals go through the
+// os.Process (a pidfd on Linux), never syscall.Kill of the PID: a test
+// signalling a relay it already reaped would hit whichever process got
+// that PID next, on a busy machine another test's relay.
 func (p *proc) kill() {
 	if p.exited() {
 		return
 	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
 	}
 }
 
+// up waits until the relay logged that it started (its line names its
+// config file, which tells it from other relays sharing the log) or exited,
+// at most timeout; it reports whether it started.
+func (p *proc) up(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(p.log); err == nil && int64(len(b)) > p.logFrom {
+			for _, l := range strings.Split(string(b[p.logFrom:]), "\n") {
+				if strings.Contains(l, "relay started") && strings.Contains(l, p.cfg) {
+					return true
+				}
+			}
+		}
+		if p.exited() || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // term sends SIGTERM and waits up to timeout; it returns how long the exit
-// took and whether it was clean (status 0). A stop that is not clean
+// took and whether it was clean (status 0). It signals only once the relay
+// said it started (up, at most timeout): before its main function has
+// installed its handler (the runtime and package initialisation take tens of
+// milliseconds, more on a loaded machine) a SIGTERM kills it with the
+// default action, which is no stop of the relay's. A stop that is not clean
 // explains itself in the test's log: the exit status and time, and what the
 // relay wrote from shortly before the signal on. A relay still running at
 // the timeout is sent SIGQUIT first, so that the Go runtime writes every
 // goroutine's stack into its log (it does not handle SIGQUIT), and only then
 // SIGKILL.
 func (p *proc) term(timeout time.Duration) (time.Duration, bool) {
+	if !p.up(timeout) && !p.exited() {
+		p.t.Logf("the relay (pid %d) had not said it started %s after its start; signalling it anyway", p.cmd.Process.Pid, time.Since(p.started).Round(time.Millisecond))
+	}
 	t0 := time.Now()
 	from := logSize(p.log)
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 		took := time.Since(t0)
@@ -553,7 +586,7 @@ func (p *proc) term(timeout time.Duration) (time.Duration, bool) {
 		}
 		return took, true
 	case <-time.After(timeout):
-		_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGQUIT)
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):

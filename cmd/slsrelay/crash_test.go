@@ -39,9 +39,10 @@ func startRelayProcess(t *testing.T, bin, config, logPath string) *relayProcess 
 	return p
 }
 
-// kill sends SIGKILL to the child by PID and reaps it.
+// kill sends SIGKILL to the child (through os.Process: a pidfd, so never
+// to a later process that reuses its PID) and reaps it.
 func (p *relayProcess) kill() {
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
@@ -50,7 +51,7 @@ func (p *relayProcess) kill() {
 
 // terminate sends SIGTERM and returns the exit error.
 func (p *relayProcess) terminate(timeout time.Duration) error {
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.done:
 		return err
