@@ -93,22 +93,41 @@ type decodeBuffers struct {
 // decodeInto is Decode reusing buf (nil: fresh memory). The events of the
 // previous decodeInto with buf must no longer be in use.
 func decodeInto(r *spool.Record, buf *decodeBuffers) ([]Event, error) {
+	return decodeMore(r, buf, false)
+}
+
+// decodeAppend is decodeInto keeping the events decoded into buf since the
+// last decodeInto (a batch of records): it returns them with r's events
+// appended, and leaves their field blocks alone. On error buf's events are
+// as before.
+func decodeAppend(r *spool.Record, buf *decodeBuffers) ([]Event, error) {
+	return decodeMore(r, buf, true)
+}
+
+func decodeMore(r *spool.Record, buf *decodeBuffers, keep bool) ([]Event, error) {
 	n := max(0, min(r.Count, len(r.Payload)/4))
 	var evs []Event
-	if buf != nil && cap(buf.evs) >= n {
+	switch {
+	case buf != nil && keep:
+		evs = buf.evs
+	case buf != nil && cap(buf.evs) >= n:
 		evs = buf.evs[:0]
-	} else {
+	default:
 		evs = make([]Event, 0, n)
 	}
-	if buf != nil {
+	before := len(evs)
+	if buf != nil && !keep {
 		buf.used = 0
 	}
-	d := decoder{s: unsafe.String(unsafe.SliceData(r.Payload), len(r.Payload)), rec: r, evs: evs, buf: buf}
+	d := decoder{s: unsafe.String(unsafe.SliceData(r.Payload), len(r.Payload)), rec: r, evs: evs, buf: buf, keep: keep}
 	var err error
 	if mid, ok := d.splitPoint(); ok {
 		err = d.listHalves(mid)
 	} else {
 		err = d.list(0, len(d.s))
+	}
+	if err != nil {
+		d.evs = d.evs[:before]
 	}
 	if buf != nil {
 		buf.evs = d.evs
@@ -157,7 +176,9 @@ func (d *decoder) listHalves(mid int) error {
 			d.buf.second = &decodeBuffers{}
 		}
 		sb = d.buf.second
-		sb.used = 0
+		if !d.keep { // else earlier records' events use its blocks
+			sb.used = 0
+		}
 		evs2 = sb.evs[:0]
 	}
 	d2 := decoder{s: d.s, rec: d.rec, evs: evs2, buf: sb}
@@ -219,6 +240,7 @@ type decoder struct {
 	// Fields are sub-slices of blocks that never move once full.
 	fields []Field
 	buf    *decodeBuffers // nil: fresh blocks
+	keep   bool           // buf holds a batch's earlier events (decodeAppend)
 }
 
 // fieldBlock is how many fields a block holds (96 KiB): small beside a

@@ -18,6 +18,11 @@ const (
 	DefaultPauseLogEvery = time.Minute
 	DefaultLoopRetryMin  = time.Second
 	DefaultLoopRetryMax  = 30 * time.Second
+	// DefaultBatchRecords and DefaultBatchBytes bound a delivery batch: the
+	// record at the head of the queue and those already queued behind it,
+	// sent as one Batch (see LoopOptions.BatchRecords).
+	DefaultBatchRecords = 32
+	DefaultBatchBytes   = 8 << 20
 )
 
 // Dead-letter reason categories, the keys of LoopStats.DeadLettered.
@@ -42,6 +47,15 @@ type LoopOptions struct {
 	Retry RetryPolicy
 	// Metrics hooks, each optional.
 	Metrics LoopMetrics
+	// BatchRecords caps the records delivered together: the head of the
+	// queue and the records already queued behind it (never waiting for
+	// more) are decoded, sent as one Batch, which the sink cuts into
+	// requests and pipelines, and acknowledged with one fsync (default 32;
+	// 1 delivers one record at a time). BatchBytes caps their payload
+	// (default 8 MiB; the head alone may be larger). A crash between a send
+	// and its acknowledgement re-sends at most one batch.
+	BatchRecords int
+	BatchBytes   int
 	// StopGrace is how long a send in flight when Run's context ends may
 	// still take to be confirmed, so that a graceful stop does not re-send
 	// it after the restart (default 0: abandon it at once). Retries and
@@ -52,7 +66,7 @@ type LoopOptions struct {
 // LoopMetrics are optional hooks called by the loop's goroutine (never
 // concurrently with each other) as things happen.
 type LoopMetrics struct {
-	// Delivered: events confirmed by the sink, records acked (0 or 1).
+	// Delivered: events confirmed by the sink, records acked.
 	Delivered func(events, records int)
 	// DeadLettered: events sent to the dead-letter queue and why (Reason*).
 	DeadLettered func(reason string, events int)
@@ -129,9 +143,24 @@ type Loop struct {
 	mu    sync.Mutex
 	stats LoopStats
 
-	// decoded is the memory of the record being delivered, reused for the
+	// decoded is the memory of the batch being delivered, reused for the
 	// next: a Sink keeps no event once Send returned.
 	decoded decodeBuffers
+	one     []*spool.Record // PeekBatch of a Queue without batches
+	spans   []span
+}
+
+// batchQueue is a Queue that hands out the records behind the head too
+// (spool.Spool and spool.Lanes).
+type batchQueue interface {
+	PeekBatch(ctx context.Context, maxRecords, maxBytes int) ([]*spool.Record, error)
+	AckThrough(seq uint64) error
+}
+
+// span is the events of one record of a batch: events[from:to].
+type span struct {
+	rec      *spool.Record
+	from, to int
 }
 
 // NewLoop builds a loop; it starts nothing until Run.
@@ -147,6 +176,12 @@ func NewLoop(q Queue, s Sink, opts LoopOptions) *Loop {
 	}
 	if opts.Retry.Max <= 0 {
 		opts.Retry.Max = DefaultLoopRetryMax
+	}
+	if opts.BatchRecords <= 0 {
+		opts.BatchRecords = DefaultBatchRecords
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = DefaultBatchBytes
 	}
 	l := &Loop{
 		q: q, sink: s, opts: opts,
@@ -207,7 +242,7 @@ func (l *Loop) setState(state, reason string) {
 }
 
 // Run delivers until ctx ends (then it returns nil once the send in
-// flight is confirmed, within StopGrace, or else leaving that record unacked
+// flight is confirmed, within StopGrace, or else leaving its records unacked
 // in the queue: delivery is at least once) or until the queue fails (Peek,
 // Ack or DeadLetter errors other than a full dead-letter queue, which
 // pauses the sink until it takes the entry, are returned: continuing could
@@ -216,20 +251,34 @@ func (l *Loop) Run(ctx context.Context) error {
 	sendCtx, cancel := l.afterGrace(ctx, l.opts.StopGrace)
 	defer cancel()
 	for {
-		rec, err := l.q.Peek(ctx)
+		recs, err := l.peek(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("peek: %w", err)
 		}
-		if err := l.deliver(ctx, sendCtx, rec); err != nil {
+		if err := l.deliver(ctx, sendCtx, recs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 	}
+}
+
+// peek returns the next batch: the head of the queue and, from a
+// batchQueue, the records queued behind it.
+func (l *Loop) peek(ctx context.Context) ([]*spool.Record, error) {
+	if bq, ok := l.q.(batchQueue); ok && l.opts.BatchRecords > 1 {
+		return bq.PeekBatch(ctx, l.opts.BatchRecords, l.opts.BatchBytes)
+	}
+	r, err := l.q.Peek(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.one = append(l.one[:0], r)
+	return l.one, nil
 }
 
 // afterGrace returns a context that ends grace after ctx ends, or as soon
@@ -266,34 +315,40 @@ func (l *Loop) afterGrace(ctx context.Context, grace time.Duration) (context.Con
 // stopPoll is how often a stopping loop checks whether its send retries.
 const stopPoll = 50 * time.Millisecond
 
-// deliver sends one record until every event is confirmed or dead-lettered,
-// then acks it. Sends run under sendCtx, which may outlive ctx by the stop
-// grace; waits and retries end with ctx.
-func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
-	evs, err := decodeInto(rec, &l.decoded)
+// deliver sends a batch of records until every event is confirmed or
+// dead-lettered, then acks them all. Sends run under sendCtx, which may
+// outlive ctx by the stop grace; waits and retries end with ctx.
+func (l *Loop) deliver(ctx, sendCtx context.Context, recs []*spool.Record) error {
+	evs, err := l.decode(ctx, recs)
 	if err != nil {
-		if err := l.storeDeadLetter(ctx, rec, ReasonDecode+": "+err.Error()); err != nil {
-			return err
-		}
-		l.deadLettered(rec, ReasonDecode, rec.Count, err)
-		return l.ack(rec, 0)
+		return err
 	}
-	rest, delivered, attempt := evs, 0, 0
-	for len(rest) > 0 {
-		if err := l.lim.wait(ctx, len(rest)); err != nil {
+	// evs[:pos] are confirmed or dead-lettered. After a rejection that
+	// names no event, the rest goes record by record (split), so that
+	// only the record holding the bad data is dead-lettered.
+	pos, delivered, attempt, split := 0, 0, 0, false
+	for pos < len(evs) {
+		end, seq := len(evs), recs[0].Seq
+		if split {
+			sp := l.spanAt(pos)
+			end, seq = sp.to, sp.rec.Seq
+		}
+		part := evs[pos:end]
+		if err := l.lim.wait(ctx, len(part)); err != nil {
 			return err
 		}
 		if attempt > 0 {
 			l.retried()
 		}
 		l.sending(true)
-		err := l.sink.Send(sendCtx, &Batch{Seq: rec.Seq, Events: rest})
+		err := l.sink.Send(sendCtx, &Batch{Seq: seq, Events: part})
 		l.sending(false)
 		if err == nil {
 			failpoint.Hit(failpoint.DeliverAfterSend)
-			delivered += len(rest)
+			delivered += len(part)
+			pos, attempt = end, 0
 			l.success()
-			break
+			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -305,30 +360,30 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 		case Permanent:
 			l.success() // the SIEM answered: it is up and trusts us
 			i := -1
-			if de.EventIndex >= 0 && de.EventIndex < len(rest) {
+			if de.EventIndex >= 0 && de.EventIndex < len(part) {
 				i = de.EventIndex
 			}
-			bad := rest
-			if i >= 0 {
-				bad = rest[i : i+1]
-			}
-			if err := l.deadLetter(ctx, rec, evs, bad, err); err != nil {
-				return err
-			}
-			if i < 0 {
-				rest = nil
+			if i < 0 && l.spanAt(pos).to < end {
+				split, attempt = true, 0
 				continue
 			}
-			delivered += i
-			rest, attempt = rest[i+1:], 0
+			from, to := pos, end
+			if i >= 0 {
+				from, to = pos+i, pos+i+1
+			}
+			if err := l.rejected(ctx, evs, from, to, err); err != nil {
+				return err
+			}
+			delivered += from - pos
+			pos, attempt = to, 0
 			continue
 		case Config:
 			l.pause(err)
 		default:
 			l.setState(StateRetrying, err.Error())
 			if ok, n := l.failLog.allow(); ok {
-				l.log.Warn("send failed, retrying", slog.Uint64(attrSeq, rec.Seq),
-					slog.String(attrErr, err.Error()), slog.Int("suppressed", n))
+				l.log.Warn("send failed, retrying", slog.Uint64(attrSeq, seq),
+					slog.Int("records", len(recs)), slog.String(attrErr, err.Error()), slog.Int("suppressed", n))
 			}
 		}
 		if f := l.opts.Metrics.Retried; f != nil {
@@ -339,19 +394,77 @@ func (l *Loop) deliver(ctx, sendCtx context.Context, rec *spool.Record) error {
 		}
 		attempt++
 	}
-	return l.ack(rec, delivered)
+	return l.ack(recs[len(recs)-1].Seq, len(recs), delivered)
 }
 
-func (l *Loop) ack(rec *spool.Record, events int) error {
-	if err := l.q.Ack(rec.Seq); err != nil {
-		return fmt.Errorf("ack record %d: %w", rec.Seq, err)
+// spanAt returns the span of the record holding event pos of the batch.
+func (l *Loop) spanAt(pos int) span {
+	for _, sp := range l.spans {
+		if pos < sp.to {
+			return sp
+		}
+	}
+	return span{}
+}
+
+// decode decodes the batch's records into one slice of events, noting in
+// l.spans which record each came from. A record that does not decode is
+// dead-lettered whole (its events are not sent); the others go on.
+func (l *Loop) decode(ctx context.Context, recs []*spool.Record) ([]Event, error) {
+	l.spans = l.spans[:0]
+	var evs []Event
+	for i, rec := range recs {
+		var err error
+		var all []Event
+		if i == 0 {
+			all, err = decodeInto(rec, &l.decoded)
+		} else {
+			all, err = decodeAppend(rec, &l.decoded)
+		}
+		if err != nil {
+			if err := l.storeDeadLetter(ctx, rec, ReasonDecode+": "+err.Error()); err != nil {
+				return nil, err
+			}
+			l.deadLettered(rec, ReasonDecode, rec.Count, err)
+			continue
+		}
+		l.spans = append(l.spans, span{rec: rec, from: len(evs), to: len(all)})
+		evs = all
+	}
+	return evs, nil
+}
+
+// rejected dead-letters evs[from:to], which the SIEM refused for good,
+// each event with the record it came from.
+func (l *Loop) rejected(ctx context.Context, evs []Event, from, to int, cause error) error {
+	for _, sp := range l.spans {
+		lo, hi := max(from, sp.from), min(to, sp.to)
+		if lo >= hi {
+			continue
+		}
+		if err := l.deadLetter(ctx, sp.rec, evs[sp.from:sp.to], evs[lo:hi], cause); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Loop) ack(seq uint64, records, events int) error {
+	var err error
+	if bq, ok := l.q.(batchQueue); ok && l.opts.BatchRecords > 1 {
+		err = bq.AckThrough(seq)
+	} else {
+		err = l.q.Ack(seq)
+	}
+	if err != nil {
+		return fmt.Errorf("ack through record %d: %w", seq, err)
 	}
 	l.mu.Lock()
 	l.stats.DeliveredEvents += uint64(events)
-	l.stats.DeliveredRecords++
+	l.stats.DeliveredRecords += uint64(records)
 	l.mu.Unlock()
 	if f := l.opts.Metrics.Delivered; f != nil {
-		f(events, 1)
+		f(events, records)
 	}
 	return nil
 }

@@ -44,8 +44,8 @@ type ShardReader struct {
 	Compression string
 	// MaxGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxGroups int
-	// FetchInterval is how long a caught-up shard waits before it is
-	// pulled again; default 200ms. A shard is caught up when a pull found
+	// FetchInterval is how long after its last pull began a caught-up
+	// shard is pulled again; default 200ms. A shard is caught up when a pull found
 	// no data, or returned everything up to the shard's end at that moment
 	// (see Pull.CaughtUp); any other pull is followed at once by the next.
 	FetchInterval time.Duration
@@ -146,6 +146,7 @@ func (r *ShardReader) Read(ctx context.Context, from, to string) (string, error)
 		if ctx.Err() != nil {
 			return cursor, ctx.Err()
 		}
+		began := time.Now()
 		p, err := r.pullOnce(ctx, cursor, to, &errLog)
 		switch {
 		case err == nil:
@@ -178,7 +179,10 @@ func (r *ShardReader) Read(ctx context.Context, from, to string) (string, error)
 			return cursor, nil
 		}
 		if p.CaughtUp(r.maxGroups()) {
-			delay = r.fetchInterval()
+			// Counted from when the pull began, as the SDK's consumer
+			// does: the pull and the spool's fsync are part of the
+			// interval, not added to each event's wait.
+			delay = r.fetchInterval() - time.Since(began)
 		}
 	}
 }

@@ -34,12 +34,12 @@ const lanePoll = 250 * time.Millisecond
 //
 // Both lanes are Spools with every guarantee of one (the barrier, removal
 // only on Ack, recovery); they share one byte budget (Options.MaxBytes is
-// for the two together). Only one record is in flight at a time, so the
+// for the two together). A batch (PeekBatch) comes from one lane, so the
 // duplicates a crash can cause are those of one Spool. With SealAfter 0 and
 // no lane directory on disk, Lanes is a plain Spool behind the same methods.
 //
-// Put and Sync are safe for concurrent use; Peek, Ack and DeadLetter are for
-// one delivery loop, as for a Spool.
+// Put and Sync are safe for concurrent use; Peek, PeekBatch, Ack, AckThrough
+// and DeadLetter are for one delivery loop, as for a Spool.
 type Lanes struct {
 	lanes     [2]*Spool // lanes[1] is nil when there is no second lane
 	sealAfter time.Duration
@@ -54,7 +54,8 @@ type Lanes struct {
 	// delivery side
 	head     *Record
 	headLane int
-	served   [2]int64 // events acked per lane since a lane was last empty
+	batch    []*Record // the last PeekBatch, head first
+	served   [2]int64  // events acked per lane since a lane was last empty
 }
 
 // OpenLanes opens the spool in dir as lane 0 and, when sealAfter > 0 or
@@ -219,15 +220,55 @@ func (l *Lanes) Ack(seq uint64) error {
 	if err := l.lanes[l.headLane].Ack(seq); err != nil {
 		return err
 	}
+	l.acked(l.head.Count)
+	return nil
+}
+
+// PeekBatch returns the next record to deliver, as Peek does, followed by
+// the records behind it in its lane (see Spool.PeekBatch). A batch never
+// mixes lanes.
+func (l *Lanes) PeekBatch(ctx context.Context, maxRecords, maxBytes int) ([]*Record, error) {
+	if _, err := l.Peek(ctx); err != nil {
+		return nil, err
+	}
+	b, err := l.lanes[l.headLane].PeekBatch(ctx, maxRecords, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	l.batch = b
+	return b, nil
+}
+
+// AckThrough acknowledges the records of the last PeekBatch up to seq, in
+// their lane (see Spool.AckThrough).
+func (l *Lanes) AckThrough(seq uint64) error {
+	if l.head == nil {
+		return fmt.Errorf("ack through seq %d (no head): %w", seq, ErrNotHead)
+	}
+	if err := l.lanes[l.headLane].AckThrough(seq); err != nil {
+		return err
+	}
+	events := 0
+	for _, r := range l.batch {
+		if r.Seq <= seq {
+			events += r.Count
+		}
+	}
+	l.acked(events)
+	return nil
+}
+
+// acked notes the acknowledgement of the head (and the records of its batch
+// behind it), of events events.
+func (l *Lanes) acked(events int) {
 	l.lastAck.Store(time.Now().UnixNano())
 	if l.lanes[1] != nil {
-		l.served[l.headLane] += int64(l.head.Count)
+		l.served[l.headLane] += int64(events)
 		if l.lanes[0].Stats().Depth == 0 || l.lanes[1].Stats().Depth == 0 {
 			l.served = [2]int64{}
 		}
 	}
-	l.head = nil
-	return nil
+	l.head, l.batch = nil, nil
 }
 
 // DeadLetter stores r with reason in the dead-letter queue of the lane

@@ -81,6 +81,7 @@ func (s *Spool) reload(hint *dqMeta) error {
 	s.wFile, s.wPos, s.dirDirty = lay.writeFile, lay.writePos, false
 	s.depth, s.bytes = lay.depth, lay.bytes
 	s.oldest, s.hasOldest = lay.oldest, lay.hasOldest
+	s.idx, s.idxOff = s.idx[:0], 0 // positions may have moved (salvage rewrites segments)
 	s.nextSeq = max(s.nextSeq, lay.maxSeq+1, acked+1, floor)
 	written := s.written
 	s.mu.Unlock()
@@ -91,6 +92,8 @@ func (s *Spool) reload(hint *dqMeta) error {
 	s.syncedFile = lay.writeFile
 	s.diverged.Store(false)
 	s.head = nil
+	s.ahead = s.ahead[:0]
+	s.closeReadAhead()
 	s.dq = s.newDQ()
 	return nil
 }

@@ -105,6 +105,15 @@ type Spool struct {
 	stageMu sync.Mutex
 	staged  []int64
 
+	// read-ahead (readahead.go): where Put wrote the frames not yet
+	// acknowledged (under mu), the records PeekBatch handed out behind the
+	// head, and its descriptor (delivery side, open only during PeekBatch)
+	idx    []framePos
+	idxOff int // idx[:idxOff] is stale (before the head)
+	ahead  []ahead
+	raFile *os.File
+	raNum  int64
+
 	// peer is the other lane when this spool is one of Lanes: MaxBytes is
 	// the budget of both together. Set once after Open.
 	peer *Spool
@@ -332,6 +341,7 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 		s.wPos = 0
 		s.dirDirty = true
 	}
+	s.index(seq, s.wFile, s.wPos, int(n-4))
 	s.wPos += n
 	s.nextSeq++
 	s.written++

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"slsrelay/deliver"
 	"slsrelay/deliver/hectest"
 	"slsrelay/internal/failpoint"
 )
@@ -25,10 +26,14 @@ const (
 var chaosLoad = fmt.Sprintf("%d shards; a %d-log group every %s (~%d events/s)",
 	chaosShards, chaosPerGroup, chaosPeriod, int(float64(chaosPerGroup)/chaosPeriod.Seconds()))
 
+// chaosBatch is the most records a sink delivers (and a crash re-sends)
+// at once: the default batch_records.
+const chaosBatch = deliver.DefaultBatchRecords
+
 // crashBound is the design's duplicate bound for kills SIGKILLs: per kill,
-// one in-flight record per sink and one pull per shard.
+// one in-flight batch per sink and one pull per shard.
 func crashBound(kills int) int {
-	return kills * (1 + chaosShards) * chaosMaxFetch * chaosPerGroup
+	return kills * (chaosBatch + chaosShards) * chaosMaxFetch * chaosPerGroup
 }
 
 func TestChaos_CrashLoop(t *testing.T) {
@@ -85,7 +90,7 @@ func TestChaos_CrashLoop(t *testing.T) {
 	bound := crashBound(kills)
 	report(t, chaosRow{ID: 1, Name: "crash loop (kill -9)", Load: chaosLoad + "; 2,000-event backlog",
 		Faults: fmt.Sprintf("%d × kill -9 at a random instant 0.2–%.1fs after each start, restarted at once", kills, float64(200+maxAlive)/1000),
-		Bound:  fmt.Sprintf("lost 0; dup ≤ kills × (1 record + 1 pull per shard) = %d", bound),
+		Bound:  fmt.Sprintf("lost 0; dup ≤ kills × (1 batch of ≤ %d records + 1 pull per shard) = %d", chaosBatch, bound),
 		T:      tl,
 		Figures: []string{fmt.Sprintf("restart → first delivery: p50 %s, p99 %s (over the %d of %d restarts that delivered before their kill)", percentile(firsts, 50).Round(time.Millisecond), percentile(firsts, 99).Round(time.Millisecond), len(firsts), kills),
 			fmt.Sprintf("last start (%d events to deliver) → everything delivered: %s (all arrived: %v); its SIGTERM: clean exit %v, in %s",

@@ -80,10 +80,10 @@ func TestChaos_ScaleOutFailover(t *testing.T) {
 	fromDrain := w.hecs[1].EventCount()
 	w.mu.Unlock()
 	tl.Duplicates = cross
-	bound := (1 + shards) * chaosMaxFetch * chaosPerGroup
+	bound := (chaosBatch + shards) * chaosMaxFetch * chaosPerGroup
 	report(t, chaosRow{ID: 12, Name: "scale-out, failover, drain-only recovery", Load: fmt.Sprintf("%d shards; three relays in one consumer group; a %d-log group every %s", shards, chaosPerGroup, chaosPeriod),
 		Faults: "relay A (its SIEM down, so its spool holds data) killed with kill -9 and never restarted; a `drain_only: true` relay started on A's data directory",
-		Bound:  fmt.Sprintf("lost 0; A's shards move to B and C; dup (copies at either sink) ≤ one pull per shard + one record = %d", bound),
+		Bound:  fmt.Sprintf("lost 0; A's shards move to B and C; dup (copies at either sink) ≤ one pull per shard + one batch (≤ %d records) = %d", chaosBatch, bound),
 		T:      tl,
 		Figures: []string{fmt.Sprintf("shards per consumer before: %s; after: %s", before, after),
 			fmt.Sprintf("reassignment time after kill -9: %s (heartbeat 1s, timeout 3s)", reassign.Round(100*time.Millisecond)),

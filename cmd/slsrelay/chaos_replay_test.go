@@ -143,7 +143,7 @@ func TestChaos_ReplayKill9(t *testing.T) {
 			chaosShards, len(inside), chaosPerGroup, 40, rate),
 		Faults: fmt.Sprintf("%d × kill -9 of `slsrelay replay` at a random instant 0.2–1.7s after each start (%d landed while it ran), the same command run again each time",
 			kills, landed),
-		Bound: fmt.Sprintf("every event of the range delivered; none from outside it; dup ≤ kills × (1 record + 1 pull per shard) = %d", bound),
+		Bound: fmt.Sprintf("every event of the range delivered; none from outside it; dup ≤ kills × (1 batch of ≤ %d records + 1 pull per shard) = %d", chaosBatch, bound),
 		T:     tl,
 		Figures: []string{fmt.Sprintf("events from outside the range received: %d; runs that resumed the job: %d of %d", strays, resumed, kills+1),
 			"last run's summary: `" + summary + "`"},

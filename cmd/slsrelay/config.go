@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"slsrelay/deliver"
 )
 
 // Config is the YAML configuration file. Components never see it: build.go
@@ -129,6 +131,9 @@ type SpoolConfig struct {
 	DeadLetterMinFreeBytes ByteSize `yaml:"dead_letter_min_free_bytes"`
 }
 
+// maxBatchRecords bounds batch_records: a batch is held in memory, decoded.
+const maxBatchRecords = 1024
+
 // SinkConfig is one SIEM destination with its own spool.
 type SinkConfig struct {
 	Name string `yaml:"name"`
@@ -136,6 +141,11 @@ type SinkConfig struct {
 	// RateLimit caps delivery in events per second (0: unlimited), so that a
 	// SIEM back from maintenance is not flooded by the backlog.
 	RateLimit float64 `yaml:"rate_limit"`
+	// BatchRecords caps the spool records delivered together (the head of
+	// the queue and those already queued behind it), acknowledged with one
+	// fsync; a crash re-sends at most one batch (deliver.LoopOptions).
+	// 0: deliver.DefaultBatchRecords; 1: one record at a time.
+	BatchRecords int `yaml:"batch_records"`
 	// Retry paces retries of transient failures and of a paused sink:
 	// exponential backoff with jitter from min_backoff to max_backoff.
 	Retry  RetryConfig   `yaml:"retry"`
@@ -780,6 +790,9 @@ func (s *SinkConfig) validate(path string, e *ConfigError) {
 	}
 	if s.RateLimit < 0 {
 		e.add(path+".rate_limit", "must not be negative")
+	}
+	if s.BatchRecords < 0 || s.BatchRecords > maxBatchRecords {
+		e.add(path+".batch_records", "must be 1..%d (0: the default, %d)", maxBatchRecords, deliver.DefaultBatchRecords)
 	}
 	if s.Retry.MinBackoff < 0 || s.Retry.MaxBackoff < 0 {
 		e.add(path+".retry", "backoffs must not be negative")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +238,36 @@ sinks:
 	if !slices.Equal(c.Warnings, want) {
 		t.Errorf("warnings:\n  %s\nwant:\n  %s", strings.Join(c.Warnings, "\n  "), strings.Join(want, "\n  "))
 	}
+}
+
+func TestConfig_BatchRecords(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want string // "" = accepted
+	}{
+		{"0", ""}, {"1", ""}, {"1024", ""},
+		{"-1", "sinks[0].batch_records: must be 1..1024 (0: the default, 32)"},
+		{"1025", "sinks[0].batch_records: must be 1..1024 (0: the default, 32)"},
+	} {
+		raw := "data_dir: /tmp/d\nsls: {endpoint: e.example, access_key_id: id, access_key_secret: s}\nsources: [{project: p, logstore: l}]\nsinks:\n  - type: file\n    batch_records: " + tc.v + "\n    file: {path: /tmp/x.jsonl}\n"
+		cfg, err := ParseConfig(strings.NewReader(raw), noEnv)
+		var ce *ConfigError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("batch_records %s: %v", tc.v, err)
+		case tc.want == "" && cfg.Sinks[0].BatchRecords != mustAtoi(t, tc.v):
+			t.Errorf("batch_records %s: got %d", tc.v, cfg.Sinks[0].BatchRecords)
+		case tc.want != "" && (!errors.As(err, &ce) || !slices.Contains(ce.Problems, tc.want)):
+			t.Errorf("batch_records %s: got %v, want %q", tc.v, err, tc.want)
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

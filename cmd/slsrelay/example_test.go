@@ -51,6 +51,7 @@ func codeDefaults() map[string]any {
 		"spool.dead_letter_min_free_bytes": size(spool.DefaultMinFreeBytes), // = min_free_bytes
 		"spool.interleave_after":           time.Duration(empty.Spool.InterleaveAfter),
 		"sinks[0].rate_limit":              sink.RateLimit,
+		"sinks[0].batch_records":           deliver.DefaultBatchRecords,
 		"sinks[0].retry.min_backoff":       deliver.DefaultRetryMin,
 		"sinks[0].retry.max_backoff":       deliver.DefaultRetryMax,
 		"sinks[0].hec.sourcetype":          "",

@@ -77,7 +77,7 @@ func (g *groupWorld) backwards() []string {
 // syslog RELP); one is killed with SIGKILL while logs flow, its shards move
 // to the others, then it comes back and drains its spool. Both sinks get
 // every log; duplicates at each stay within one pull per moved shard (plus
-// one record in flight); no shard's SLS checkpoint ever moves backwards.
+// one batch in flight); no shard's SLS checkpoint ever moves backwards.
 func TestRelays_SharedGroupKillOne(t *testing.T) {
 	bin := relayBinary(t)
 	for _, n := range []int{2, 3} {
@@ -123,14 +123,14 @@ func TestRelays_SharedGroupKillOne(t *testing.T) {
 			}
 			hec := g.reconcile(dirs...)
 			relpLost, relpDups := g.relpTally()
-			bound := (moved + 1) * chaosMaxFetch * chaosPerGroup
+			bound := (moved + chaosBatch) * chaosMaxFetch * chaosPerGroup
 			t.Logf("%d relays, %d shards moved: written %d; HEC lost %d dup %d; RELP lost %d dup %d; bound %d",
 				n, moved, hec.Written, hec.Lost, hec.Duplicates, relpLost, relpDups, bound)
 			if hec.Lost != 0 || relpLost != 0 || hec.DeadLettered != 0 {
 				t.Errorf("lost: HEC %d (first %v), RELP %d; dead-lettered %d", hec.Lost, hec.LostIDs, relpLost, hec.DeadLettered)
 			}
 			if hec.Duplicates > bound || relpDups > bound {
-				t.Errorf("duplicates HEC %d, RELP %d; bound %d (one pull per moved shard + one record)", hec.Duplicates, relpDups, bound)
+				t.Errorf("duplicates HEC %d, RELP %d; bound %d (one pull per moved shard + one batch)", hec.Duplicates, relpDups, bound)
 			}
 			if b := g.backwards(); len(b) > 0 {
 				t.Errorf("checkpoints moved backwards: %v", b)

@@ -128,10 +128,11 @@ func openRelay(cfg *Config, log *slog.Logger) (_ *relay, err error) {
 		}
 		r.sinks = append(r.sinks, sink)
 		r.loops = append(r.loops, deliver.NewLoop(cs, sink, deliver.LoopOptions{
-			Logger:    slog,
-			RateLimit: sc.RateLimit,
-			Retry:     retryPolicy(sc),
-			StopGrace: time.Duration(cfg.ShutdownTimeout),
+			Logger:       slog,
+			RateLimit:    sc.RateLimit,
+			BatchRecords: sc.BatchRecords,
+			Retry:        retryPolicy(sc),
+			StopGrace:    time.Duration(cfg.ShutdownTimeout),
 		}))
 	}
 	if cfg.DrainOnly {

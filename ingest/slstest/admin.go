@@ -279,6 +279,29 @@ func (s *Server) Assignments(projectName, logstoreName, group string) map[int]st
 	return out
 }
 
+// Held returns which consumer holds each shard of a group, as the consumers
+// said in their last heartbeats: a shard assigned to a consumer (see
+// Assignments) is held once the consumer was told and works on it.
+func (s *Server) Held(projectName, logstoreName, group string) map[int]string {
+	ls, err := s.logstore(projectName, logstoreName)
+	if err != nil {
+		return nil
+	}
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	g, ok := ls.groups[group]
+	if !ok {
+		return nil
+	}
+	out := map[int]string{}
+	for name, c := range g.consumers {
+		for id := range c.held {
+			out[id] = name
+		}
+	}
+	return out
+}
+
 // CheckpointUpdates returns every UpdateCheckpoint the group accepted, in
 // order, so that tests can check that no shard's checkpoint ever moved
 // backwards (CheckpointUpdate.Backwards). Nil if the group does not exist.

@@ -266,8 +266,20 @@ func TestConsumerGroup_NewConsumerSettles(t *testing.T) {
 	if _, err := c.GetCursor(project, logstore, first[0], "begin"); err != nil {
 		t.Fatal(err)
 	}
-	if all, err := c.HeartBeat(project, logstore, "g", "x", first); err != nil || len(all) != 4 {
+	// Assignments is the group's table (all 4 are x's by now); Held is
+	// what x said it works on.
+	if held := s.Held(project, logstore, "g"); len(held) != 1 || held[first[0]] != "x" {
+		t.Fatalf("Held = %v, want only shard %d by x", held, first[0])
+	}
+	all, err := c.HeartBeat(project, logstore, "g", "x", first)
+	if err != nil || len(all) != 4 {
 		t.Fatalf("heartbeat after its own read: %v, %v; want all 4 shards", all, err)
+	}
+	if _, err := c.HeartBeat(project, logstore, "g", "x", all); err != nil {
+		t.Fatal(err)
+	}
+	if held := s.Held(project, logstore, "g"); len(held) != 4 {
+		t.Fatalf("Held = %v after x reported all 4", held)
 	}
 }
 

@@ -193,12 +193,15 @@ func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration,
 		return res, err
 	}
 	defer p.kill()
-	// Write only once every shard is assigned, so that the delays are the
-	// steady state's, not the consumer's start.
+	// Write only once the relay works on every shard, so that the delays
+	// are the steady state's, not the consumer's start: held, as its
+	// heartbeats report, not merely assigned (the emulator's table assigns
+	// every shard at once, but hands a new consumer its shards over two
+	// heartbeats, up to a second apart).
 	deadline := time.Now().Add(time.Minute)
-	for len(b.sls.Assignments(benchProject, logstore, group)) < shards {
+	for len(b.sls.Held(benchProject, logstore, group)) < shards {
 		if time.Now().After(deadline) {
-			return res, fmt.Errorf("%s: shards not assigned within a minute\n%s", name, tailFile(p.log, 10))
+			return res, fmt.Errorf("%s: shards not held within a minute\n%s", name, tailFile(p.log, 10))
 		}
 		if done, err := p.exited(); done {
 			return res, fmt.Errorf("%s: relay exited: %v", name, err)
