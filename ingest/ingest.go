@@ -67,7 +67,9 @@
 //     back on every path.
 //   - Shutdown waits at most ShutdownTimeout; a pull still in flight is
 //     abandoned with nothing checkpointed for it (the library retries its
-//     shutdown flush for ever).
+//     shutdown flush for ever). A heartbeat or shard listing in flight is
+//     not waited for either: the SDK's requests take no context and end
+//     only with the HTTP client's timeout.
 package ingest
 
 import (

@@ -374,7 +374,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			held = append(held, id)
 		}
 		slices.Sort(held)
-		assigned, err := w.client.HeartBeat(w.src.Project, w.src.Logstore, w.src.ConsumerGroup, w.src.ConsumerName, held)
+		// The heartbeat and the shard list are SDK requests, which take
+		// no context: a stop must not wait for their answers (see await).
+		hb, ok := await(ctx, func() heartbeatAnswer {
+			assigned, err := w.client.HeartBeat(w.src.Project, w.src.Logstore, w.src.ConsumerGroup, w.src.ConsumerName, held)
+			if err == nil {
+				w.refreshShards()
+			}
+			return heartbeatAnswer{assigned, err}
+		})
+		if !ok {
+			w.shutdown(runs, done)
+			return nil
+		}
+		assigned, err := hb.assigned, hb.err
 		timer.Reset(w.src.HeartbeatInterval)
 		if err != nil {
 			w.noteError(err)
@@ -395,7 +408,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		hbLog.reset()
 		lastOK = time.Now()
 		w.heartbeatOK(lastOK)
-		w.refreshShards()
 		want := map[int]bool{}
 		started := false
 		for _, id := range assigned {
@@ -418,6 +430,31 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 		w.markHeld(want)
+	}
+}
+
+// heartbeatAnswer is what a heartbeat request returned.
+type heartbeatAnswer struct {
+	assigned []int
+	err      error
+}
+
+// await runs f, which makes SDK requests, and returns its result; or, as
+// soon as ctx ends, false without waiting for it. The SDK takes no context:
+// a request it sends ends only with an answer or the HTTP client's timeout
+// (sls.timeout, a minute by default, longer than any shutdown_timeout), so
+// the consumer-group requests of Run go through await, and f goes on in
+// the background after a stop, its result dropped. f must be safe to run
+// concurrently with the rest of the worker.
+func await[T any](ctx context.Context, f func() T) (T, bool) {
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
+	select {
+	case v := <-ch:
+		return v, true
+	case <-ctx.Done():
+		var zero T
+		return zero, false
 	}
 }
 
@@ -459,7 +496,10 @@ func (w *Worker) ensureGroup(ctx context.Context) error {
 	cg := sls.ConsumerGroup{ConsumerGroupName: w.src.ConsumerGroup, Timeout: w.heartbeatTimeout()}
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := w.client.CreateConsumerGroup(w.src.Project, w.src.Logstore, cg)
+		err, ok := await(ctx, func() error { return w.client.CreateConsumerGroup(w.src.Project, w.src.Logstore, cg) })
+		if !ok {
+			return ctx.Err()
+		}
 		var se *sls.Error
 		if err == nil || errors.As(err, &se) && se.Code == "ConsumerGroupAlreadyExist" {
 			return nil

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -99,6 +100,53 @@ func TestIngest_ShutdownAbandonsStuckPull(t *testing.T) {
 	}
 	if got := s.Checkpoints(project, logstore, group); len(got) != 0 {
 		t.Errorf("SLS checkpoints %v although nothing was spooled", got)
+	}
+}
+
+// Shutdown is bounded by ShutdownTimeout also while SLS sits on an answer
+// to the consumer group's own requests (heartbeat, shard list): the SDK
+// takes no context, so such a request ends only with the HTTP client's
+// timeout (sls.timeout, a minute by default), which used to hold a stopping
+// relay that long before its shutdown even began. Here the client has no
+// timeout and SLS answers nothing for an hour once the worker is running.
+func TestIngest_ShutdownWhileSLSHoldsGroupRequest(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 1}}})
+	g := slstest.NewGenerator(slstest.KindAudit, 33)
+	want := appendGroup(t, s, g, 0, 10)
+	src := testSource(s, "relay-1")
+	src.HTTPClient = &http.Client{Transport: s.HTTPClient().Transport} // no timeout
+	src.HeartbeatInterval, src.HeartbeatTimeout = 50*time.Millisecond, time.Minute
+	a := &memSpool{}
+	in, err := ingest.New(ingest.Options{Sources: []ingest.Source{src}, Spools: []ingest.Spool{a},
+		Checkpoints: openStore(t), ShutdownTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	defer cancel()
+	waitFor(t, 60*time.Second, "the shard's logs spooled", func() bool { return len(ids(t, a.snapshot())) == len(want) })
+	w := in.Workers()[0]
+	s.SetFaults(project, logstore, slstest.Faults{Latency: time.Hour})
+	t.Cleanup(func() { s.SetFaults(project, logstore, slstest.Faults{}) })
+	// Stuck in a group request: no heartbeat for 40 intervals (a slow
+	// machine only makes this wait longer; a worker not stuck yet would
+	// make the test pass, never fail, wrongly).
+	waitFor(t, 60*time.Second, "the worker stuck in a consumer-group request", func() bool {
+		return time.Since(w.Stats().LastHeartbeat) > 40*src.HeartbeatInterval
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(60 * time.Second): // a hang guard: SLS answers in an hour
+		t.Fatal("Run did not return after its context ended while SLS held the answer to a heartbeat: shutdown waits for the request, not ShutdownTimeout")
+	}
+	if w.Stats().Consumer {
+		t.Error("still a consumer after Run returned")
 	}
 }
 

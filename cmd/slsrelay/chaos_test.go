@@ -481,11 +481,14 @@ func (w *chaosWorld) writeConfig(name string, c chaosConfig) string {
 
 // proc is one relay subprocess.
 type proc struct {
+	t       *testing.T
 	cmd     *exec.Cmd
 	started time.Time
 	done    chan struct{}
 	state   *os.ProcessState
 	log     string
+	cfg     string
+	logFrom int64 // the log's size when the process started
 }
 
 // startProc runs `slsrelay run --config cfg` with extra environment
@@ -498,13 +501,14 @@ func startProc(t *testing.T, bin, cfg, log string, env ...string) *proc {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	from := logSize(log)
 	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log}
+	p := &proc{t: t, cmd: cmd, started: time.Now(), done: make(chan struct{}), log: log, cfg: cfg, logFrom: from}
 	go func() { _ = cmd.Wait(); p.state = cmd.ProcessState; close(p.done) }()
 	t.Cleanup(p.kill)
 	return p
@@ -519,30 +523,124 @@ func (p *proc) exited() bool {
 	}
 }
 
-// kill sends SIGKILL by PID and reaps the process.
+// kill sends SIGKILL and reaps the process. Signals go through the
+// os.Process (a pidfd on Linux), never syscall.Kill of the PID: a test
+// signalling a relay it already reaped would hit whichever process got
+// that PID next, on a busy machine another test's relay.
 func (p *proc) kill() {
 	if p.exited() {
 		return
 	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
 	}
 }
 
+// up waits until the relay logged that it started (its line names its
+// config file, which tells it from other relays sharing the log) or exited,
+// at most timeout; it reports whether it started.
+func (p *proc) up(timeout time.Duration) bool {
+	return waitRelayUp(p.log, p.logFrom, p.cfg, p.exited, timeout)
+}
+
+// waitRelayUp waits until the log at path, from offset from on, holds the
+// "relay started" line of the relay run with config cfg, or exited reports
+// true, at most timeout; it reports whether the line came.
+func waitRelayUp(path string, from int64, cfg string, exited func() bool, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil && int64(len(b)) > from {
+			for _, l := range strings.Split(string(b[from:]), "\n") {
+				if strings.Contains(l, "relay started") && strings.Contains(l, cfg) {
+					return true
+				}
+			}
+		}
+		if exited() || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // term sends SIGTERM and waits up to timeout; it returns how long the exit
-// took and whether it was clean (status 0).
+// took and whether it was clean (status 0). It signals only once the relay
+// said it started (up, at most timeout): before its main function has
+// installed its handler (the runtime and package initialisation take tens of
+// milliseconds, more on a loaded machine) a SIGTERM kills it with the
+// default action, which is no stop of the relay's. A stop that is not clean
+// explains itself in the test's log: the exit status and time, and what the
+// relay wrote from shortly before the signal on. A relay still running at
+// the timeout is sent SIGQUIT first, so that the Go runtime writes every
+// goroutine's stack into its log (it does not handle SIGQUIT), and only then
+// SIGKILL.
 func (p *proc) term(timeout time.Duration) (time.Duration, bool) {
+	if !p.up(timeout) && !p.exited() {
+		p.t.Logf("the relay (pid %d) had not said it started %s after its start; signalling it anyway", p.cmd.Process.Pid, time.Since(p.started).Round(time.Millisecond))
+	}
 	t0 := time.Now()
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	from := logSize(p.log)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return time.Since(t0), p.state.ExitCode() == 0
+		took := time.Since(t0)
+		if p.state.ExitCode() != 0 {
+			p.t.Logf("SIGTERM: the relay (pid %d) exited after %s with %v; its log from just before the signal:\n%s",
+				p.cmd.Process.Pid, took.Round(time.Millisecond), p.state, logSince(p.log, from, 20, stopLogLines))
+			return took, false
+		}
+		return took, true
 	case <-time.After(timeout):
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
 		p.kill()
+		p.t.Logf("SIGTERM: the relay (pid %d) had not exited after %s (then SIGQUIT for its goroutine stacks, then SIGKILL: %v); its log from just before the SIGTERM:\n%s",
+			p.cmd.Process.Pid, timeout, p.state, logSince(p.log, from, 20, stopLogLines))
 		return time.Since(t0), false
 	}
+}
+
+// stopLogLines caps the log lines term prints after the signal (a goroutine
+// dump of the relay is a few hundred).
+const stopLogLines = 2000
+
+// logSize is the size of the file at path (0 if unreadable).
+func logSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logSince returns the last before lines of the file at path written before
+// offset from, and at most after lines written since (the first and last
+// halves when there are more).
+func logSince(path string, from int64, before, after int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	from = min(max(from, 0), int64(len(b)))
+	split := func(s string) []string {
+		s = strings.TrimRight(s, "\n")
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, "\n")
+	}
+	pre, post := split(string(b[:from])), split(string(b[from:]))
+	pre = pre[max(0, len(pre)-before):]
+	if len(post) > after {
+		n := len(post) - after
+		post = slices.Concat(post[:after/2], []string{fmt.Sprintf("… (%d lines left out) …", n)}, post[len(post)-after/2:])
+	}
+	return strings.Join(pre, "\n") + "\n--- signal sent here ---\n" + strings.Join(post, "\n")
 }
 
 // killedBySignal reports whether the process ended by SIGKILL.

@@ -17,8 +17,12 @@ import (
 
 // relayProcess is the built binary running as a child.
 type relayProcess struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once reaped; err is then the exit error
+	err     error
+	log     string
+	config  string
+	logFrom int64 // the log's size at the start
 }
 
 func startRelayProcess(t *testing.T, bin, config, logPath string) *relayProcess {
@@ -27,33 +31,51 @@ func startRelayProcess(t *testing.T, bin, config, logPath string) *relayProcess 
 	if err != nil {
 		t.Fatal(err)
 	}
+	from := logSize(logPath)
 	cmd := exec.Command(bin, "run", "--config", config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	logf.Close()
-	p := &relayProcess{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &relayProcess{cmd: cmd, done: make(chan struct{}), log: logPath, config: config, logFrom: from}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
 	return p
 }
 
-// kill sends SIGKILL to the child by PID and reaps it.
+func (p *relayProcess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL to the child (through os.Process: a pidfd, so never
+// to a later process that reuses its PID) and reaps it.
 func (p *relayProcess) kill() {
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
 	}
 }
 
-// terminate sends SIGTERM and returns the exit error.
+// terminate sends SIGTERM and returns the exit error. It signals once the
+// relay said it started (at most timeout): a SIGTERM before the relay's
+// main installed its handler kills it by the default action, no stop of
+// the relay's (see proc.term).
 func (p *relayProcess) terminate(timeout time.Duration) error {
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	waitRelayUp(p.log, p.logFrom, p.config, p.exited, timeout)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(timeout):
 		p.kill()
 		return fmt.Errorf("did not exit within %s of SIGTERM", timeout)

@@ -76,12 +76,12 @@ func TestRun_StartAndSignalLines(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 		}
 	})
 	waitFor(t, time.Minute, "HEC retries in the log", func() bool { return strings.Contains(out.String(), "hec request failed, retrying") })
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -150,7 +150,7 @@ func TestRelay_SecondSignalExitsAtOnce(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -212,7 +212,7 @@ func TestDemo_SummaryLine(t *testing.T) {
 	select {
 	case err = <-done:
 	case <-time.After(4 * time.Minute):
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-done
 		t.Fatalf("demo still running after 4 minutes:\n%s", out.String())
 	}
