@@ -34,6 +34,7 @@ type framePos struct {
 	seq       uint64
 	file, off int64
 	n         int
+	payload   int // len(Record.Payload), decoded
 }
 
 // maxIndexed bounds the index of written frames (~32 B each): past it, Put
@@ -44,11 +45,11 @@ type framePos struct {
 const maxIndexed = 1 << 16
 
 // index records where r (seq) was written. Called by Put with s.mu held.
-func (s *Spool) index(seq uint64, file, off int64, n int) {
+func (s *Spool) index(seq uint64, file, off int64, n, payload int) {
 	if len(s.idx)-s.idxOff >= maxIndexed || s.diverged.Load() {
 		return
 	}
-	s.idx = append(s.idx, framePos{seq: seq, file: file, off: off, n: n})
+	s.idx = append(s.idx, framePos{seq: seq, file: file, off: off, n: n, payload: payload})
 }
 
 // ahead is a record read ahead of the head and handed out by PeekBatch.
@@ -80,12 +81,12 @@ func (s *Spool) PeekBatch(ctx context.Context, maxRecords, maxBytes int) ([]*Rec
 	}
 	size := len(head.Payload)
 	for _, p := range todo {
+		if size+p.payload > maxBytes { // known from Put: nothing read in vain
+			break
+		}
 		r, err := s.readFrame(p)
 		if err != nil {
 			s.log.Debug("read-ahead stopped", logKeySeq, p.seq, logKeyErr, err)
-			break
-		}
-		if size+len(r.Payload) > maxBytes {
 			break
 		}
 		size += len(r.Payload)

@@ -341,7 +341,7 @@ func (s *Spool) Put(ctx context.Context, r *Record) error {
 		s.wPos = 0
 		s.dirDirty = true
 	}
-	s.index(seq, s.wFile, s.wPos, int(n-4))
+	s.index(seq, s.wFile, s.wPos, int(n-4), len(r.Payload))
 	s.wPos += n
 	s.nextSeq++
 	s.written++
