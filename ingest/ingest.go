@@ -60,8 +60,10 @@
 //     committed and dropped from the heartbeat, so that its children are
 //     assigned; the library keeps it and sleeps. Shards created while the
 //     relay runs start at begin whatever the start position.
-//   - A caught-up shard is pulled again after FetchInterval and nothing
-//     else sleeps (the library sleeps up to 500 ms after a small pull).
+//   - A caught-up shard is pulled again FetchInterval (100 ms) after its
+//     last pull began if that pull returned data, IdleFetchInterval (200
+//     ms, the library's one interval) if it found none, and nothing else
+//     sleeps (the library sleeps up to 500 ms after a small pull).
 //   - Pulls held in memory are bounded per source (maxHeldPulls) however
 //     many shards there are; a slot is taken before the request and given
 //     back on every path.
@@ -141,9 +143,9 @@ type Source struct {
 	// group's, set when this relay creates it.
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// FetchInterval is the pause before pulling a caught-up shard again;
-	// default 200ms. A pull that returned data is followed at once.
-	FetchInterval time.Duration
+	// FetchInterval and IdleFetchInterval pace a caught-up shard (see
+	// ShardReader): defaults DefaultFetchInterval, DefaultIdleFetchInterval.
+	FetchInterval, IdleFetchInterval time.Duration
 	// MaxFetchGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxFetchGroups int
 	// CheckpointInterval is the longest a shard's SLS consumer-group

@@ -45,10 +45,13 @@ type ShardReader struct {
 	// MaxGroups is the most log groups per pull, 1..1000; default 1000.
 	MaxGroups int
 	// FetchInterval is how long after its last pull began a caught-up
-	// shard is pulled again; default 200ms. A shard is caught up when a pull found
-	// no data, or returned everything up to the shard's end at that moment
-	// (see Pull.CaughtUp); any other pull is followed at once by the next.
-	FetchInterval time.Duration
+	// shard whose pull returned data is pulled again (default
+	// DefaultFetchInterval); IdleFetchInterval the same for a pull that
+	// found no data (default DefaultIdleFetchInterval). A shard is caught up
+	// when a pull found no data, or returned everything up to the shard's
+	// end at that moment (see Pull.CaughtUp); any other pull is followed at
+	// once by the next.
+	FetchInterval, IdleFetchInterval time.Duration
 	// StopAtEnd makes Read return once a pull finds no more data (a
 	// read-only shard read to its end, or a range up to now).
 	StopAtEnd bool
@@ -182,7 +185,7 @@ func (r *ShardReader) Read(ctx context.Context, from, to string) (string, error)
 			// Counted from when the pull began, as the SDK's consumer
 			// does: the pull and the spool's fsync are part of the
 			// interval, not added to each event's wait.
-			delay = r.fetchInterval() - time.Since(began)
+			delay = r.fetchInterval(p.AtEnd()) - time.Since(began)
 		}
 	}
 }
@@ -299,9 +302,26 @@ func (r *ShardReader) maxGroups() int {
 	return r.MaxGroups
 }
 
-func (r *ShardReader) fetchInterval() time.Duration {
+// Defaults of ShardReader.FetchInterval and IdleFetchInterval (and of the
+// config's fetch_interval and idle_fetch_interval). An event waits in SLS
+// up to the interval of its shard; a shard with data costs at most
+// 1/FetchInterval pulls a second, an idle one 1/IdleFetchInterval.
+const (
+	DefaultFetchInterval     = 100 * time.Millisecond
+	DefaultIdleFetchInterval = 200 * time.Millisecond
+)
+
+// fetchInterval is the interval after a caught-up pull that found no data
+// (idle) or some.
+func (r *ShardReader) fetchInterval(idle bool) time.Duration {
+	if idle {
+		if r.IdleFetchInterval <= 0 {
+			return DefaultIdleFetchInterval
+		}
+		return r.IdleFetchInterval
+	}
 	if r.FetchInterval <= 0 {
-		return 200 * time.Millisecond
+		return DefaultFetchInterval
 	}
 	return r.FetchInterval
 }

@@ -280,3 +280,37 @@ func TestShardReader_CaughtUpWaitsFetchInterval(t *testing.T) {
 		t.Errorf("CaughtUp: short pull %v, full pull %v; want true, false", pulls[2].CaughtUp(2), pulls[1].CaughtUp(2))
 	}
 }
+
+// TestShardReader_IdleShardWaitsIdleFetchInterval: a pull that found no
+// data is followed after IdleFetchInterval, not FetchInterval, so that an
+// idle shard costs fewer requests than one with data.
+func TestShardReader_IdleShardWaitsIdleFetchInterval(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{})
+	c := newClient(s)
+	from, _ := c.GetCursor(project, logstore, 1, "end")
+	var mu sync.Mutex
+	var pulls []ingest.Pull
+	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 1,
+		FetchInterval: time.Millisecond, IdleFetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}},
+		Fetched: func(p ingest.Pull) { mu.Lock(); pulls = append(pulls, p); mu.Unlock() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := r.Read(ctx, from, ""); done <- err }()
+	waitFor(t, 30*time.Second, "the first pull", func() bool { mu.Lock(); defer mu.Unlock(); return len(pulls) >= 1 })
+	// Data arrives; a reader that used FetchInterval after the empty pull
+	// would fetch it within a millisecond. Give it time to (a slow machine
+	// only makes this pass more surely).
+	if err := s.Append(project, logstore, 1, slstest.NewGenerator(slstest.KindAudit, 3).LogGroup(3)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read after cancel = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pulls) != 1 || !pulls[0].AtEnd() {
+		t.Fatalf("%d pulls (first at end: %v); want one empty pull and then a wait of IdleFetchInterval", len(pulls), len(pulls) > 0 && pulls[0].AtEnd())
+	}
+}

@@ -147,7 +147,10 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 		src.HeartbeatTimeout = 3 * src.HeartbeatInterval
 	}
 	if src.FetchInterval <= 0 {
-		src.FetchInterval = 200 * time.Millisecond
+		src.FetchInterval = DefaultFetchInterval
+	}
+	if src.IdleFetchInterval <= 0 {
+		src.IdleFetchInterval = DefaultIdleFetchInterval
 	}
 	hc := src.HTTPClient
 	if hc == nil {
@@ -692,7 +695,7 @@ func (w *Worker) runShard(ctx context.Context, r *shardRun) {
 	reader := &ShardReader{
 		Client: w.client, Project: w.src.Project, Logstore: w.src.Logstore, Shard: r.shard,
 		Query: w.src.Query, Compression: w.src.Compression, MaxGroups: w.src.MaxFetchGroups,
-		FetchInterval: w.src.FetchInterval, Spools: w.opts.Spools, Slots: w.slots, GapCodes: w.opts.GapCodes,
+		FetchInterval: w.src.FetchInterval, IdleFetchInterval: w.src.IdleFetchInterval, Spools: w.opts.Spools, Slots: w.slots, GapCodes: w.opts.GapCodes,
 		Progress: l.progress, Fetched: l.fetched, Logger: l.log,
 		OnError: func(err error) {
 			var se *spoolError

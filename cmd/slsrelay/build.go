@@ -115,6 +115,7 @@ func ingestSources(c *Config) ([]ingest.Source, error) {
 			HeartbeatInterval:  time.Duration(s.HeartbeatInterval),
 			HeartbeatTimeout:   time.Duration(s.HeartbeatTimeout),
 			FetchInterval:      time.Duration(s.FetchInterval),
+			IdleFetchInterval:  time.Duration(s.IdleFetchInterval),
 			MaxFetchGroups:     s.MaxFetchGroups,
 			CheckpointInterval: time.Duration(s.CheckpointInterval),
 		}

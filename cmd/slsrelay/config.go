@@ -105,6 +105,7 @@ type Source struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	HeartbeatTimeout  Duration `yaml:"heartbeat_timeout"`
 	FetchInterval     Duration `yaml:"fetch_interval"`
+	IdleFetchInterval Duration `yaml:"idle_fetch_interval"`
 	MaxFetchGroups    int      `yaml:"max_fetch_log_groups"`
 	// Compression of pulls on the WAN: lz4 (default) or zstd.
 	Compression string `yaml:"compression"`
@@ -737,7 +738,7 @@ func (c *Config) validateSLS(e *ConfigError) {
 		for _, d := range []struct {
 			name string
 			v    Duration
-		}{{"heartbeat_interval", src.HeartbeatInterval}, {"heartbeat_timeout", src.HeartbeatTimeout}, {"fetch_interval", src.FetchInterval}, {"checkpoint_interval", src.CheckpointInterval}} {
+		}{{"heartbeat_interval", src.HeartbeatInterval}, {"heartbeat_timeout", src.HeartbeatTimeout}, {"fetch_interval", src.FetchInterval}, {"idle_fetch_interval", src.IdleFetchInterval}, {"checkpoint_interval", src.CheckpointInterval}} {
 			if d.v < 0 {
 				e.add(path+"."+d.name, "must not be negative")
 			}

@@ -70,7 +70,7 @@ func TestParseConfig_Example(t *testing.T) {
 	if got, want := c.Spool.MaxBytes, ByteSize(8<<30); got != want {
 		t.Errorf("spool.max_bytes = %v, want %v", got, want)
 	}
-	if got, want := time.Duration(c.Sources[0].FetchInterval), 200*time.Millisecond; got != want {
+	if got, want := time.Duration(c.Sources[0].FetchInterval), 100*time.Millisecond; got != want {
 		t.Errorf("fetch_interval = %v, want %v", got, want)
 	}
 	if got := c.SLS.AccessKeySecret.Reveal(); got != "s3cret" {
