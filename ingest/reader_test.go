@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -245,30 +246,11 @@ func TestShardReader_CaughtUpWaitsFetchInterval(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	var pulls []ingest.Pull
 	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 1, MaxGroups: 2,
-		FetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}},
-		Fetched: func(p ingest.Pull) { mu.Lock(); pulls = append(pulls, p); mu.Unlock() }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { _, err := r.Read(ctx, from, ""); done <- err }()
+		FetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}}}
 	// 5 groups, 2 a pull: two full pulls followed at once, then a short one
 	// (1 group) after which the shard is caught up.
-	waitFor(t, 30*time.Second, "three pulls", func() bool { mu.Lock(); defer mu.Unlock(); return len(pulls) >= 3 })
-	// More data arrives; a reader that pulled again at once would fetch it
-	// now. Give it time to (a slow machine only makes this pass more
-	// surely: it cannot make a wait look like no wait).
-	if err := s.Append(project, logstore, 1, g.LogGroup(3)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Read after cancel = %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	pulls := pullsBeforeWait(t, s, r, from, 3)
 	var groups []int
 	for _, p := range pulls {
 		groups = append(groups, p.Groups)
@@ -288,19 +270,29 @@ func TestShardReader_IdleShardWaitsIdleFetchInterval(t *testing.T) {
 	s := slstest.NewServer(t, slstest.Options{})
 	c := newClient(s)
 	from, _ := c.GetCursor(project, logstore, 1, "end")
+	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 1,
+		FetchInterval: time.Millisecond, IdleFetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}}}
+	pulls := pullsBeforeWait(t, s, r, from, 1)
+	if len(pulls) != 1 || !pulls[0].AtEnd() {
+		t.Fatalf("%d pulls (first at end: %v); want one empty pull and then a wait of IdleFetchInterval", len(pulls), len(pulls) > 0 && pulls[0].AtEnd())
+	}
+}
+
+// pullsBeforeWait runs r from cursor from until it made n pulls, then
+// appends data to its shard and gives it 300 ms to pull again, which a
+// reader that does not wait would do; it returns every pull made. A slow
+// machine only makes a wait more certain to be seen: it cannot make a wait
+// look like none.
+func pullsBeforeWait(t *testing.T, s *slstest.Server, r *ingest.ShardReader, from string, n int) []ingest.Pull {
+	t.Helper()
 	var mu sync.Mutex
 	var pulls []ingest.Pull
-	r := &ingest.ShardReader{Client: c, Project: project, Logstore: logstore, Shard: 1,
-		FetchInterval: time.Millisecond, IdleFetchInterval: time.Hour, Spools: []ingest.Spool{&memSpool{}},
-		Fetched: func(p ingest.Pull) { mu.Lock(); pulls = append(pulls, p); mu.Unlock() }}
+	r.Fetched = func(p ingest.Pull) { mu.Lock(); pulls = append(pulls, p); mu.Unlock() }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := r.Read(ctx, from, ""); done <- err }()
-	waitFor(t, 30*time.Second, "the first pull", func() bool { mu.Lock(); defer mu.Unlock(); return len(pulls) >= 1 })
-	// Data arrives; a reader that used FetchInterval after the empty pull
-	// would fetch it within a millisecond. Give it time to (a slow machine
-	// only makes this pass more surely).
-	if err := s.Append(project, logstore, 1, slstest.NewGenerator(slstest.KindAudit, 3).LogGroup(3)); err != nil {
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d pulls", n), func() bool { mu.Lock(); defer mu.Unlock(); return len(pulls) >= n })
+	if err := s.Append(project, logstore, r.Shard, slstest.NewGenerator(slstest.KindAudit, 3).LogGroup(3)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -310,7 +302,5 @@ func TestShardReader_IdleShardWaitsIdleFetchInterval(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(pulls) != 1 || !pulls[0].AtEnd() {
-		t.Fatalf("%d pulls (first at end: %v); want one empty pull and then a wait of IdleFetchInterval", len(pulls), len(pulls) > 0 && pulls[0].AtEnd())
-	}
+	return append([]ingest.Pull(nil), pulls...)
 }
