@@ -52,7 +52,14 @@ func testSource(s *slstest.Server, name string) ingest.Source {
 // startRelay runs an Ingest named name into spools with store cps.
 func startRelay(t *testing.T, s *slstest.Server, name string, cps *checkpoint.Store, spools ...ingest.Spool) *relay {
 	t.Helper()
-	in, err := ingest.New(ingest.Options{Sources: []ingest.Source{testSource(s, name)}, Spools: spools,
+	return runSource(t, testSource(s, name), cps, spools...)
+}
+
+// runSource runs an Ingest of src into spools with store cps until the
+// test ends (or relay.stop).
+func runSource(t *testing.T, src ingest.Source, cps *checkpoint.Store, spools ...ingest.Spool) *relay {
+	t.Helper()
+	in, err := ingest.New(ingest.Options{Sources: []ingest.Source{src}, Spools: spools,
 		Checkpoints: cps, ShutdownTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package ingest_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,19 +14,7 @@ func startAt(t *testing.T, s *slstest.Server, name, pos string, cps *checkpoint.
 	t.Helper()
 	src := testSource(s, name)
 	src.Start = ingest.Start{Position: pos}
-	in, err := ingest.New(ingest.Options{Sources: []ingest.Source{src}, Spools: []ingest.Spool{sp},
-		Checkpoints: cps, ShutdownTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); in.Run(ctx) }()
-	r := &relay{in: in, cps: cps}
-	var once sync.Once
-	r.stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(r.stop)
-	return r
+	return runSource(t, src, cps, sp)
 }
 
 // appendGroup appends a generated group of n logs to shard and returns its ids.
