@@ -28,7 +28,9 @@ type Sink interface {
 
 // Batch is the unit handed to a Sink: events of one spool record, in order.
 type Batch struct {
-	// Seq is the spool record the events come from (for logs only).
+	// Seq is the spool record the events (first) come from: a batch may
+	// hold the events of several consecutive records (for logs, and to tell
+	// a retry of the same batch from a new one).
 	Seq uint64
 	// Events to deliver, in order. Error.EventIndex indexes this slice.
 	Events []Event
