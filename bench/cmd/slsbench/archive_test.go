@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,15 +20,7 @@ func TestSlsbench_Archive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the relay binary three times")
 	}
-	bin := os.Getenv("SLSRELAY_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "slsrelay")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/slsrelay")
-		build.Dir = "../../.." // the relay's module
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build slsrelay: %v\n%s", err, out)
-		}
-	}
+	bin := relayBin(t)
 	dir := t.TempDir()
 	rep := filepath.Join(dir, "PERFORMANCE.md")
 	var out bytes.Buffer

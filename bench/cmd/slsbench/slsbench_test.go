@@ -19,18 +19,7 @@ func TestSlsbench_Smoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the relay binary for ~30 s")
 	}
-	bin := os.Getenv("SLSRELAY_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "slsrelay")
-		// The relay is its own module, three directories up (slsbench is a
-		// module of its own so that its plotting dependencies stay out of
-		// the relay's module graph).
-		build := exec.Command("go", "build", "-o", bin, "./cmd/slsrelay")
-		build.Dir = "../../.."
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build slsrelay: %v\n%s", err, out)
-		}
-	}
+	bin := relayBin(t)
 	only := []string{"e2e", "ceiling", "drain", "memory", "wan", "replay"}
 	if _, ok := benchFuncs["spool"]; ok {
 		only = append(only, "spool")
@@ -104,4 +93,22 @@ func TestSlsbench_Smoke(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(dir, "perf-drain.png")); err != nil || st.Size() == 0 {
 		t.Errorf("drain plot not written: %v", err)
 	}
+}
+
+// relayBin is $SLSRELAY_BIN, or the relay built into a temporary directory.
+func relayBin(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("SLSRELAY_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "slsrelay")
+	// The relay is its own module, three directories up (slsbench is a
+	// module of its own so that its plotting dependencies stay out of the
+	// relay's module graph).
+	build := exec.Command("go", "build", "-o", bin, "./cmd/slsrelay")
+	build.Dir = "../../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build slsrelay: %v\n%s", err, out)
+	}
+	return bin
 }
