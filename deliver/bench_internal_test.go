@@ -182,3 +182,25 @@ func BenchmarkDecode_Pull(b *testing.B) {
 }
 
 func strp(s string) *string { return &s }
+
+// BenchmarkDecode_SmallBatchAfterLarge: a batch of eight 800-event records
+// (a caught-up shard's pulls) decoded into buffers that a 10,000-event
+// record grew before, as the delivery loop does after a backlog.
+func BenchmarkDecode_SmallBatchAfterLarge(b *testing.B) {
+	large, small := auditRecord(b, 10000), auditRecord(b, 800)
+	var buf decodeBuffers
+	if _, err := decodeInto(large, &buf); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(8 * int64(len(small.Payload)))
+	for b.Loop() {
+		if _, err := decodeInto(small, &buf); err != nil {
+			b.Fatal(err)
+		}
+		for range 7 {
+			if _, err := decodeAppend(small, &buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

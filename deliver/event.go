@@ -88,6 +88,11 @@ type decodeBuffers struct {
 	blocks [][]Field // in the order the last Decode used them
 	used   int
 	second *decodeBuffers // for the second half of a record decoded in two
+	// What may still point into earlier payloads: evs[len(evs):dirtyEvs]
+	// of the array whose capacity is dirtyCap, and blocks[used:dirtyBlocks].
+	// release clears only these, not the whole capacity, so that a batch
+	// of small records after a large one does not clear megabytes each.
+	dirtyEvs, dirtyCap, dirtyBlocks int
 }
 
 // decodeInto is Decode reusing buf (nil: fresh memory). The events of the
@@ -126,12 +131,13 @@ func decodeMore(r *spool.Record, buf *decodeBuffers, keep bool) ([]Event, error)
 	} else {
 		err = d.list(0, len(d.s))
 	}
+	reached := len(d.evs)
 	if err != nil {
 		d.evs = d.evs[:before]
 	}
 	if buf != nil {
 		buf.evs = d.evs
-		buf.release(len(d.evs))
+		buf.release(reached)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decode record %d: %w", r.Seq, err)
@@ -187,7 +193,8 @@ func (d *decoder) listHalves(mid int) error {
 	err1 := d.list(0, mid)
 	err2 := <-done
 	if sb != nil {
-		defer func() { sb.evs = d2.evs; sb.release(0) }()
+		// d2.evs are copied into d.evs below: clear them all.
+		defer func() { sb.evs = d2.evs[:0]; sb.release(len(d2.evs)) }()
 	}
 	if err1 != nil {
 		return err1
@@ -199,14 +206,20 @@ func (d *decoder) listHalves(mid int) error {
 	return nil
 }
 
-// release drops what buf's slices point to beyond the n events just
-// decoded (the tail of a longer previous record), so that they do not keep
-// its payload alive.
-func (b *decodeBuffers) release(n int) {
-	clear(b.evs[n:cap(b.evs)])
-	for _, blk := range b.blocks[b.used:] {
+// release drops what b's slices point to beyond the events just decoded
+// (the tail of a longer previous record, or what a failed decode wrote up
+// to reached), so that they do not keep its payload alive.
+func (b *decodeBuffers) release(reached int) {
+	n := len(b.evs)
+	if cap(b.evs) != b.dirtyCap { // a new array: zero beyond what was written
+		b.dirtyEvs, b.dirtyCap = 0, cap(b.evs)
+	}
+	clear(b.evs[n:max(n, min(max(reached, b.dirtyEvs), cap(b.evs)))])
+	b.dirtyEvs = n
+	for _, blk := range b.blocks[b.used:max(b.used, min(b.dirtyBlocks, len(b.blocks)))] {
 		clear(blk[:cap(blk)])
 	}
+	b.dirtyBlocks = b.used
 }
 
 // block returns an empty field block of at least n fields.

@@ -172,3 +172,65 @@ func TestDecode_HalvesMatchOnePass(t *testing.T) {
 		}
 	}
 }
+
+// Whatever sequence of records, batches and failed decodes the buffers
+// see, nothing beyond the events in use still points into a payload: the
+// release after each decode clears what the one before left behind.
+func TestDecodeBuffers_ReleaseLeavesNoStaleReferences(t *testing.T) {
+	var buf decodeBuffers
+	stale := func(step string) {
+		t.Helper()
+		tail := buf.evs[len(buf.evs):cap(buf.evs)]
+		for i := range tail {
+			if !reflect.ValueOf(tail[i]).IsZero() {
+				t.Fatalf("%s: event %d beyond the %d in use still set", step, len(buf.evs)+i, len(buf.evs))
+			}
+		}
+		for i, blk := range buf.blocks[buf.used:] {
+			for j, f := range blk[:cap(blk)] {
+				if f != (Field{}) {
+					t.Fatalf("%s: block %d beyond the %d in use holds field %d", step, buf.used+i, buf.used, j)
+				}
+			}
+		}
+	}
+	big, small := auditRecord(t, 3000), auditRecord(t, 40)
+	bad := *big
+	bad.Payload = big.Payload[:len(big.Payload)*3/4]
+	steps := []struct {
+		name   string
+		rec    *spool.Record
+		append bool
+		fails  bool
+	}{
+		{"large", big, false, false},
+		{"small after large", small, false, false},
+		{"batch: small", small, false, false},
+		{"batch: second small", small, true, false},
+		{"batch: third small", small, true, false},
+		{"large again", big, false, false},
+		{"failed after decoding most", &bad, false, true},
+		{"small after failure", small, false, false},
+		{"failed append", &bad, true, true},
+		{"small", small, false, false},
+	}
+	for _, s := range steps {
+		var err error
+		if s.append {
+			_, err = decodeAppend(s.rec, &buf)
+		} else {
+			_, err = decodeInto(s.rec, &buf)
+		}
+		if (err != nil) != s.fails {
+			t.Fatalf("%s: err %v", s.name, err)
+		}
+		stale(s.name)
+		if buf.second != nil {
+			for i, e := range buf.second.evs[:cap(buf.second.evs)] {
+				if !reflect.ValueOf(e).IsZero() {
+					t.Fatalf("%s: second half's event %d still set after it was copied", s.name, i)
+				}
+			}
+		}
+	}
+}
