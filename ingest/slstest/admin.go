@@ -72,6 +72,13 @@ func (s *Server) Append(projectName, logstoreName string, shardID int, lg *sls.L
 	return s.appendRaw(projectName, logstoreName, shardID, "", raw)
 }
 
+// AppendRaw stores a serialized LogGroup in a shard directly, as PutLogs
+// would (receive time now). It lets a caller build its data ahead of time
+// so that only the store itself happens at the moment of writing.
+func (s *Server) AppendRaw(projectName, logstoreName string, shardID int, raw []byte) error {
+	return s.appendRaw(projectName, logstoreName, shardID, "", raw)
+}
+
 // appendRaw stores a serialized LogGroup in shardID, or routes it by
 // hashKey (or round robin) when shardID < 0.
 func (s *Server) appendRaw(projectName, logstoreName string, shardID int, hashKey string, raw []byte) error {

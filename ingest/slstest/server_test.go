@@ -324,3 +324,38 @@ func TestServer_MergeShards(t *testing.T) {
 		}
 	})
 }
+
+func TestServer_AppendRaw(t *testing.T) {
+	s := slstest.NewServer(t, slstest.Options{Logstores: []slstest.LogstoreOptions{{Name: logstore, Shards: 2}}})
+	lg := slstest.NewGenerator(slstest.KindAudit, 9).LogGroup(4)
+	raw, err := lg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendRaw(project, logstore, 1, raw); err != nil {
+		t.Fatalf("AppendRaw: %v", err)
+	}
+	if err := s.AppendRaw(project, logstore, 1, []byte{0x0a, 0x7f}); !errors.Is(err, slstest.ErrInvalidBody) {
+		t.Errorf("AppendRaw(truncated) = %v, want ErrInvalidBody", err)
+	}
+	if err := s.AppendRaw(project, logstore, 5, raw); err == nil {
+		t.Error("AppendRaw to shard 5 of 2 succeeded")
+	}
+	c := newClient(s)
+	cur, err := c.GetCursor(project, logstore, 1, "begin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, _, err := c.PullLogs(project, logstore, 1, cur, "", 10)
+	if err != nil {
+		t.Fatalf("PullLogs: %v", err)
+	}
+	if len(gl.LogGroups) != 1 || len(gl.LogGroups[0].Logs) != 4 {
+		t.Fatalf("pulled %d groups, want 1 of 4 logs", len(gl.LogGroups))
+	}
+	for i, l := range gl.LogGroups[0].Logs {
+		if got, want := l.Contents[0].GetValue(), lg.Logs[i].Contents[0].GetValue(); got != want {
+			t.Errorf("log %d: first field %q, want %q", i, got, want)
+		}
+	}
+}
