@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"time"
 
 	"slsrelay/deliver/hectest"
@@ -145,6 +145,28 @@ func waitAll(ctx context.Context, p *relayProc, tr *tracker, want int, timeout t
 	}
 }
 
+// latencyGroups builds n serialized log groups of perGroup audit logs,
+// group i for shard i%shards from that shard's generator, and returns them
+// with each shard's event_id prefix.
+func latencyGroups(seed int64, shards, n int) ([][]byte, []string, error) {
+	gens := make([]*slstest.Generator, shards)
+	prefixes := make([]string, shards)
+	for sh := range gens {
+		s := genSeed(seed, sh) + 500
+		gens[sh] = slstest.NewGenerator(slstest.KindAudit, s)
+		prefixes[sh] = fmt.Sprintf("%s-%d-", slstest.KindAudit, s)
+	}
+	groups := make([][]byte, n)
+	for i := range groups {
+		raw, err := gens[i%shards].LogGroup(perGroup).Marshal()
+		if err != nil {
+			return nil, nil, err
+		}
+		groups[i] = raw
+	}
+	return groups, prefixes, nil
+}
+
 // latencyResult is the delay from SLS receipt to HEC receipt under a steady
 // live load.
 type latencyResult struct {
@@ -153,8 +175,16 @@ type latencyResult struct {
 	Events       int
 	P50, P99     time.Duration
 	Max          time.Duration
-	PeakRSS      int64
+	// SettledP99 is the p99 of the events written from settleAfter on,
+	// once the relay has absorbed the step from idle to this load (the
+	// first pulls find up to idle_fetch_interval of data, the process is
+	// cold); shown beside P99, which stays the figure of record.
+	SettledP99 time.Duration
+	PeakRSS    int64
 }
+
+// settleAfter is how long into the latency run SettledP99 starts counting.
+const settleAfter = 2 * time.Second
 
 // runLatency writes live into a fresh logstore at rate events/s for dur,
 // with a relay consuming it, and measures each event's delay from its write
@@ -208,25 +238,27 @@ func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // the shard workers' first (empty) pulls
-	gens := make([]*slstest.Generator, shards)
-	prefixes := make([]string, shards)
-	next := make([]int, shards)
-	for sh := range gens {
-		s := genSeed(b.opts.seed+1+int64(run), sh) + 500
-		gens[sh] = slstest.NewGenerator(slstest.KindAudit, s)
-		prefixes[sh] = fmt.Sprintf("%s-%d-", slstest.KindAudit, s)
+	// The log groups are built and serialized before the clock starts: on
+	// this machine the generator competes with the relay for the two
+	// cores, while a real SLS's producers run elsewhere. What is timed
+	// stays the same: from the emulator's receipt to the receiver's.
+	groups, prefixes, err := latencyGroups(b.opts.seed+1+int64(run), shards, int(rate*dur.Seconds())/perGroup+1)
+	if err != nil {
+		return res, err
 	}
+	time.Sleep(500 * time.Millisecond) // the shard workers' first (empty) pulls
+	next := make([]int, shards)
 	start := time.Now()
 	written := 0
 	for time.Since(start) < dur {
-		due := int(time.Since(start).Seconds() * rate)
+		due := min(int(time.Since(start).Seconds()*rate), len(groups)*perGroup)
 		for written+perGroup <= due {
-			sh := (written / perGroup) % shards
-			lg := gens[sh].LogGroup(perGroup)
-			if err := b.sls.Append(benchProject, logstore, sh, lg); err != nil {
+			i := written / perGroup
+			sh := i % shards
+			if err := b.sls.AppendRaw(benchProject, logstore, sh, groups[i]); err != nil {
 				return res, err
 			}
+			groups[i] = nil
 			tr.noteWrite(prefixes[sh], next[sh], perGroup, time.Now())
 			next[sh] += perGroup
 			written += perGroup
@@ -247,12 +279,22 @@ func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration,
 	res.PeakRSS = u.PeakRSS
 	tr.mu.Lock()
 	d := append([]time.Duration(nil), tr.delays...)
+	var settled []time.Duration
+	for i, at := range tr.delayAt {
+		if at >= start.Add(settleAfter).UnixNano() {
+			settled = append(settled, tr.delays[i])
+		}
+	}
 	tr.mu.Unlock()
 	if len(d) < written {
 		return res, fmt.Errorf("%s: %d delays for %d events", name, len(d), written)
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	slices.Sort(d)
 	res.Events = len(d)
 	res.P50, res.P99, res.Max = d[len(d)/2], d[len(d)*99/100], d[len(d)-1]
+	if len(settled) > 0 {
+		slices.Sort(settled)
+		res.SettledP99 = settled[len(settled)*99/100]
+	}
 	return res, nil
 }

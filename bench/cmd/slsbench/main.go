@@ -354,8 +354,9 @@ func (b *bench) benchE2E(ctx context.Context, rep *report) error {
 		if err != nil {
 			return err
 		}
-		b.logf("latency run %d at %.0f events/s (%.0f written/s): p50 %s, p99 %s over %d events",
-			i+1, rate, r.Achieved, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Events)
+		b.logf("latency run %d at %.0f events/s (%.0f written/s): p50 %s, p99 %s over %d events (p99 from %s on: %s)",
+			i+1, rate, r.Achieved, r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Events,
+			settleAfter, r.SettledP99.Round(time.Millisecond))
 		rep.latency = append(rep.latency, r)
 	}
 	return nil

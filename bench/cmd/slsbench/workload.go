@@ -128,6 +128,7 @@ type tracker struct {
 	last    time.Time
 	written map[string][]int64 // prefix → write time (unix ns) by sequence, for latency
 	delays  []time.Duration
+	delayAt []int64 // write time (unix ns) of delays[i]'s event
 }
 
 func newTracker() *tracker { return &tracker{seen: map[string][]uint64{}} }
@@ -209,6 +210,7 @@ func (t *tracker) add(ids []string, at time.Time) {
 		if t.written != nil {
 			if w := t.written[p]; n < len(w) && w[n] != 0 {
 				t.delays = append(t.delays, at.Sub(time.Unix(0, w[n])))
+				t.delayAt = append(t.delayAt, w[n])
 			}
 		}
 	}
