@@ -61,9 +61,10 @@
 //     assigned; the library keeps it and sleeps. Shards created while the
 //     relay runs start at begin whatever the start position.
 //   - A caught-up shard is pulled again FetchInterval (100 ms) after its
-//     last pull began if that pull returned data, IdleFetchInterval (200
-//     ms, the library's one interval) if it found none, and nothing else
-//     sleeps (the library sleeps up to 500 ms after a small pull).
+//     last pull began if that pull returned data, IdleFetchInterval (also
+//     100 ms; the library's one interval is 200 ms) if it found none, and
+//     nothing else sleeps (the library sleeps up to 500 ms after a small
+//     pull).
 //   - Pulls held in memory are bounded per source (maxHeldPulls) however
 //     many shards there are; a slot is taken before the request and given
 //     back on every path.
