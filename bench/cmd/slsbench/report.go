@@ -371,7 +371,7 @@ func (r *report) renderE2E(p printer) {
 	if len(r.latency) > 0 {
 		p("**Latency at half load**: logs written live into a fresh 8-shard logstore at half the median ack-off rate")
 		p("for %s, in groups of %d, starting once the relay's heartbeats report every shard held; delay from the", r.opts.latencyFor, perGroup)
-		p("emulator's receive stamp (the instant `Append` returns) to the receiver's receipt, over every event. A")
+		p("emulator's receive stamp (the instant `AppendRaw` returns) to the receiver's receipt, over every event. A")
 		p("caught-up shard is pulled again `fetch_interval` (100 ms by default; `idle_fetch_interval`, also 100 ms,")
 		p("after a pull that found nothing) after its last pull began and nothing else sleeps (the SDK's consumer library,")
 		p("used before, slept up to 500 ms between small pulls, `sleepUtilNextFetch`); the records queued in the")
