@@ -145,6 +145,29 @@ func waitAll(ctx context.Context, p *relayProc, tr *tracker, want int, timeout t
 	}
 }
 
+// delayPercentiles returns the p50, p99 and max of delays, and the p99 of
+// those whose event was written (writtenAt, unix ns) at settle or later (0
+// if none was). It sorts copies.
+func delayPercentiles(delays []time.Duration, writtenAt []int64, settle time.Time) (p50, p99, mx, settledP99 time.Duration) {
+	if len(delays) == 0 {
+		return 0, 0, 0, 0
+	}
+	d := slices.Clone(delays)
+	var settled []time.Duration
+	for i, at := range writtenAt {
+		if at >= settle.UnixNano() {
+			settled = append(settled, delays[i])
+		}
+	}
+	slices.Sort(d)
+	p50, p99, mx = d[len(d)/2], d[len(d)*99/100], d[len(d)-1]
+	if len(settled) > 0 {
+		slices.Sort(settled)
+		settledP99 = settled[len(settled)*99/100]
+	}
+	return p50, p99, mx, settledP99
+}
+
 // latencyGroups builds n serialized log groups of perGroup audit logs,
 // group i for shard i%shards from that shard's generator, and returns them
 // with each shard's event_id prefix.
@@ -278,23 +301,12 @@ func (b *bench) runLatency(ctx context.Context, rate float64, dur time.Duration,
 	}
 	res.PeakRSS = u.PeakRSS
 	tr.mu.Lock()
-	d := append([]time.Duration(nil), tr.delays...)
-	var settled []time.Duration
-	for i, at := range tr.delayAt {
-		if at >= start.Add(settleAfter).UnixNano() {
-			settled = append(settled, tr.delays[i])
-		}
-	}
+	n := len(tr.delays)
+	res.P50, res.P99, res.Max, res.SettledP99 = delayPercentiles(tr.delays, tr.delayAt, start.Add(settleAfter))
 	tr.mu.Unlock()
-	if len(d) < written {
-		return res, fmt.Errorf("%s: %d delays for %d events", name, len(d), written)
+	if n < written {
+		return res, fmt.Errorf("%s: %d delays for %d events", name, n, written)
 	}
-	slices.Sort(d)
-	res.Events = len(d)
-	res.P50, res.P99, res.Max = d[len(d)/2], d[len(d)*99/100], d[len(d)-1]
-	if len(settled) > 0 {
-		slices.Sort(settled)
-		res.SettledP99 = settled[len(settled)*99/100]
-	}
+	res.Events = n
 	return res, nil
 }

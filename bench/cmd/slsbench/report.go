@@ -389,9 +389,21 @@ func (r *report) renderE2E(p printer) {
 			cell(pluck(r.latency, func(x latencyResult) float64 { return ms(x.P50) }), "%.0f"),
 			cell(pluck(r.latency, func(x latencyResult) float64 { return ms(x.P99) }), "%.0f"),
 			cell(pluck(r.latency, func(x latencyResult) float64 { return ms(x.Max) }), "%.0f"),
-			cell(pluck(r.latency, func(x latencyResult) float64 { return ms(x.SettledP99) }), "%.0f"))
+			cell(settledP99s(r.latency), "%.0f"))
 		p("")
 	}
+}
+
+// settledP99s is the runs' SettledP99 in ms, leaving out runs too short to
+// have one (-latency-for up to settleAfter).
+func settledP99s(xs []latencyResult) []float64 {
+	var out []float64
+	for _, x := range xs {
+		if x.SettledP99 > 0 {
+			out = append(out, ms(x.SettledP99))
+		}
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
