@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -310,3 +311,55 @@ func TestSpool_SyncCoversBadRenamedSegment(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// A segment other than the last in which no frame survives (cut inside its
+// first frame) is dead-lettered and removed at Open, and the spool opens
+// with the records of the other segments: a restart is never refused for
+// it (chaos scenario 3 once found "scan segment: ... no such file").
+func TestSpool_SegmentWithNoValidFrameRemovedAtOpen(t *testing.T) {
+	for _, tc := range []struct {
+		seg  int64
+		lost []int
+	}{
+		{0, []int{0, 1, 2, 3}}, // the read segment
+		{1, []int{4, 5, 6, 7}}, // one in the middle: the later ones are renumbered
+	} {
+		t.Run(fmt.Sprintf("segment %d", tc.seg), func(t *testing.T) {
+			dir := t.TempDir()
+			o := fixtureOptions(t)
+			s, err := open(dir, o, defaultHooks())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 12 {
+				if err := s.Put(ictx(t), irec(i, 1300)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			if segs, _, _ := listSegments(dir); len(segs) != 3 {
+				t.Fatalf("segments %v, want 3", segs)
+			}
+			editSegment(t, dir, tc.seg, func(b []byte) []byte { return b[:500] })
+			s = openHooks(t, dir, o, defaultHooks())
+			var want []int
+			for i := range 12 {
+				if !slices.Contains(tc.lost, i) {
+					want = append(want, i)
+				}
+			}
+			if got := drainAll(t, s); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("delivered %v, want %v", got, want)
+			}
+			if st := s.Stats(); st.Corrupt != 1 || st.DeadLetters != 1 {
+				t.Fatalf("Stats: corrupt %d, dead letters %d; want 1 and 1", st.Corrupt, st.DeadLetters)
+			}
+			if err := s.Put(ictx(t), irec(100, 50)); err != nil {
+				t.Fatal(err)
+			}
+			if got := drainAll(t, s); fmt.Sprint(got) != "[100]" {
+				t.Fatalf("after recovery got %v", got)
+			}
+		})
+	}
+}

@@ -176,6 +176,12 @@ func (s *Spool) recoverLayout(acked uint64, hint *dqMeta) (layout, error) {
 			if err := s.fixSegment(n, from, sc, last); err != nil {
 				return lay, err
 			}
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				// Nothing in it survived and salvage removed it: start
+				// over, so that the gap it leaves is closed and the read
+				// position found again. Each pass removes a segment.
+				return s.recoverLayout(acked, hint)
+			}
 			if i == 0 {
 				lay.readPos = 0
 				from = 0
