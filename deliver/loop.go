@@ -132,6 +132,7 @@ type LoopStats struct {
 // Loop moves records from a Queue to a Sink: peek → decode → send → ack.
 type Loop struct {
 	q    Queue
+	bq   batchQueue // q, when it batches and BatchRecords > 1; else nil
 	sink Sink
 	opts LoopOptions
 	log  *slog.Logger
@@ -189,6 +190,9 @@ func NewLoop(q Queue, s Sink, opts LoopOptions) *Loop {
 		lim:      newLimiter(opts.RateLimit),
 		pauseLog: logEvery{every: opts.PauseLogEvery},
 		failLog:  logEvery{every: opts.PauseLogEvery},
+	}
+	if bq, ok := q.(batchQueue); ok && opts.BatchRecords > 1 {
+		l.bq = bq
 	}
 	l.stats.Sink = s.Name()
 	l.stats.DeadLettered = map[string]uint64{ReasonDecode: 0, ReasonRejected: 0}
@@ -270,8 +274,8 @@ func (l *Loop) Run(ctx context.Context) error {
 // peek returns the next batch: the head of the queue and, from a
 // batchQueue, the records queued behind it.
 func (l *Loop) peek(ctx context.Context) ([]*spool.Record, error) {
-	if bq, ok := l.q.(batchQueue); ok && l.opts.BatchRecords > 1 {
-		return bq.PeekBatch(ctx, l.opts.BatchRecords, l.opts.BatchBytes)
+	if l.bq != nil {
+		return l.bq.PeekBatch(ctx, l.opts.BatchRecords, l.opts.BatchBytes)
 	}
 	r, err := l.q.Peek(ctx)
 	if err != nil {
@@ -451,8 +455,8 @@ func (l *Loop) rejected(ctx context.Context, evs []Event, from, to int, cause er
 
 func (l *Loop) ack(seq uint64, records, events int) error {
 	var err error
-	if bq, ok := l.q.(batchQueue); ok && l.opts.BatchRecords > 1 {
-		err = bq.AckThrough(seq)
+	if l.bq != nil {
+		err = l.bq.AckThrough(seq)
 	} else {
 		err = l.q.Ack(seq)
 	}
