@@ -165,20 +165,9 @@ func TestSpool_UndecodableFrameQuarantined(t *testing.T) {
 			dir := t.TempDir()
 			o := iopts(t)
 			o.Compression = "s2"
-			s, err := open(dir, o, defaultHooks())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 4 {
-				if err := s.Put(ictx(t), irec(i, 2000)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
+			writeRecords(t, dir, o, 4, 2000)
 			undecodable(t, dir, 1)
-			s = openHooks(t, dir, o, defaultHooks())
+			s := openHooks(t, dir, o, defaultHooks())
 			var got []int
 			for range 2 {
 				r, err := s.Peek(ictx(t))
@@ -237,22 +226,13 @@ func TestSpool_TornLastFrameCountedAndKept(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s, err := open(dir, iopts(t), defaultHooks())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 3 {
-				if err := s.Put(ictx(t), irec(i, 500)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s.Close()
+			writeRecords(t, dir, iopts(t), 3, 500)
 			var tail []byte
 			editSegment(t, dir, 0, func(b []byte) []byte {
 				tail = tc.tail(append([]byte(nil), b[frameOffsets(b)[1]:frameOffsets(b)[2]]...))
 				return append(b, tail...)
 			})
-			s = openHooks(t, dir, iopts(t), defaultHooks())
+			s := openHooks(t, dir, iopts(t), defaultHooks())
 			if got := drainAll(t, s); fmt.Sprint(got) != "[0 1 2]" {
 				t.Fatalf("delivered %v", got)
 			}
@@ -327,21 +307,12 @@ func TestSpool_SegmentWithNoValidFrameRemovedAtOpen(t *testing.T) {
 		t.Run(fmt.Sprintf("segment %d", tc.seg), func(t *testing.T) {
 			dir := t.TempDir()
 			o := fixtureOptions(t)
-			s, err := open(dir, o, defaultHooks())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 12 {
-				if err := s.Put(ictx(t), irec(i, 1300)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s.Close()
+			writeRecords(t, dir, o, 12, 1300)
 			if segs, _, _ := listSegments(dir); len(segs) != 3 {
 				t.Fatalf("segments %v, want 3", segs)
 			}
 			editSegment(t, dir, tc.seg, func(b []byte) []byte { return b[:500] })
-			s = openHooks(t, dir, o, defaultHooks())
+			s := openHooks(t, dir, o, defaultHooks())
 			var want []int
 			for i := range 12 {
 				if !slices.Contains(tc.lost, i) {
@@ -361,5 +332,23 @@ func TestSpool_SegmentWithNoValidFrameRemovedAtOpen(t *testing.T) {
 				t.Fatalf("after recovery got %v", got)
 			}
 		})
+	}
+}
+
+// writeRecords puts records 0..n-1 of size bytes (irec) into a spool at dir
+// and closes it.
+func writeRecords(t testing.TB, dir string, o Options, n, size int) {
+	t.Helper()
+	s, err := open(dir, o, defaultHooks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := s.Put(ictx(t), irec(i, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
