@@ -5,82 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"slsrelay/deliver/hectest"
 	"slsrelay/ingest/slstest"
 )
-
-// relayProcess is the built binary running as a child.
-type relayProcess struct {
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once reaped; err is then the exit error
-	err     error
-	log     string
-	config  string
-	logFrom int64 // the log's size at the start
-}
-
-func startRelayProcess(t *testing.T, bin, config, logPath string) *relayProcess {
-	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := logSize(logPath)
-	cmd := exec.Command(bin, "run", "--config", config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	p := &relayProcess{cmd: cmd, done: make(chan struct{}), log: logPath, config: config, logFrom: from}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	return p
-}
-
-func (p *relayProcess) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill sends SIGKILL to the child (through os.Process: a pidfd, so never
-// to a later process that reuses its PID) and reaps it.
-func (p *relayProcess) kill() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-// terminate sends SIGTERM and returns the exit error. It signals once the
-// relay said it started (at most timeout): a SIGTERM before the relay's
-// main installed its handler kills it by the default action, no stop of
-// the relay's (see proc.term).
-func (p *relayProcess) terminate(timeout time.Duration) error {
-	waitRelayUp(p.log, p.logFrom, p.config, p.exited, timeout)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		p.kill()
-		return fmt.Errorf("did not exit within %s of SIGTERM", timeout)
-	}
-}
 
 func writeConfigFile(t *testing.T, w *world, dataDir string, maxFetch int) string {
 	t.Helper()
@@ -165,7 +96,7 @@ func TestRelay_CrashLoop(t *testing.T) {
 		if k.setup != nil {
 			k.setup()
 		}
-		p := startRelayProcess(t, bin, cfgPath, logPath)
+		p := startProc(t, bin, cfgPath, logPath)
 		deadline := time.Now().Add(60 * time.Second)
 		for !k.wait() && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
@@ -176,13 +107,13 @@ func TestRelay_CrashLoop(t *testing.T) {
 	}
 	w.hec.SetFault(hectest.Fault{})
 	total := len(exp.logs) + <-liveDone
-	p := startRelayProcess(t, bin, cfgPath, logPath)
+	p := startProc(t, bin, cfgPath, logPath)
 	waitFor(t, 3*time.Minute, "every event after the last restart", func() bool {
 		u, _, _ := received(w.hec)
 		return u >= total
 	})
-	if err := p.terminate(30 * time.Second); err != nil {
-		t.Errorf("graceful stop after the crash loop: %v", err)
+	if _, clean := p.term(30 * time.Second); !clean {
+		t.Errorf("graceful stop after the crash loop: not a clean exit (its status and log are above)")
 	}
 	unique, dups, _ := received(w.hec)
 	bound := len(kills) * (1 + shards) * maxFetch * perGroup

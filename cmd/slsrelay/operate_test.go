@@ -188,10 +188,10 @@ func TestRelay_SecondSignalExitsAtOnce(t *testing.T) {
 
 	// Safe: a restart with the SIEM healthy delivers every log.
 	w.hec.SetFault(hectest.Fault{})
-	p := startRelayProcess(t, bin, cfgPath, filepath.Join(w.dir, "relay2.log"))
+	p := startProc(t, bin, cfgPath, filepath.Join(w.dir, "relay2.log"))
 	waitFor(t, 2*time.Minute, "every log after the restart", func() bool { u, _, _ := received(w.hec); return u >= 2000 })
-	if err := p.terminate(30 * time.Second); err != nil {
-		t.Fatal(err)
+	if _, clean := p.term(30 * time.Second); !clean {
+		t.Fatal("the restarted relay did not stop cleanly (its status and log are above)")
 	}
 }
 
