@@ -146,12 +146,6 @@ func newWorker(src Source, opts Options) (*Worker, error) {
 	if src.HeartbeatTimeout <= 0 {
 		src.HeartbeatTimeout = 3 * src.HeartbeatInterval
 	}
-	if src.FetchInterval <= 0 {
-		src.FetchInterval = DefaultFetchInterval
-	}
-	if src.IdleFetchInterval <= 0 {
-		src.IdleFetchInterval = DefaultIdleFetchInterval
-	}
 	hc := src.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
