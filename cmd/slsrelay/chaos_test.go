@@ -542,23 +542,16 @@ func (p *proc) kill() {
 // config file, which tells it from other relays sharing the log) or exited,
 // at most timeout; it reports whether it started.
 func (p *proc) up(timeout time.Duration) bool {
-	return waitRelayUp(p.log, p.logFrom, p.cfg, p.exited, timeout)
-}
-
-// waitRelayUp waits until the log at path, from offset from on, holds the
-// "relay started" line of the relay run with config cfg, or exited reports
-// true, at most timeout; it reports whether the line came.
-func waitRelayUp(path string, from int64, cfg string, exited func() bool, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if b, err := os.ReadFile(path); err == nil && int64(len(b)) > from {
-			for _, l := range strings.Split(string(b[from:]), "\n") {
-				if strings.Contains(l, "relay started") && strings.Contains(l, cfg) {
+		if b, err := os.ReadFile(p.log); err == nil && int64(len(b)) > p.logFrom {
+			for _, l := range strings.Split(string(b[p.logFrom:]), "\n") {
+				if strings.Contains(l, "relay started") && strings.Contains(l, p.cfg) {
 					return true
 				}
 			}
 		}
-		if exited() || time.Now().After(deadline) {
+		if p.exited() || time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
